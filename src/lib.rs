@@ -1,1 +1,32 @@
-//! postroom
+//! postroom turns Exchange shared mailboxes into a managed team queue.
+//!
+//! Mail flows one way through these modules:
+//!
+//! - [`config`]: the TOML contract with the admin, validated up front (`config_check`).
+//! - [`imap`]: talks IMAP to the server: connect, log in, fetch, move. It applies decisions and
+//!   never makes them.
+//! - [`message`]: raw bytes to an [`message::Envelope`] and a stable identity.
+//! - [`decide`] with [`assign`]: the pure decision (conversation, owner, folder), shared by `run`
+//!   and `explain`, testable without a server.
+//! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
+//! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
+//! - [`daemon`]: starts the workers and stops them cleanly on a signal.
+//! - [`status`]: reads the store for `postroom status`.
+//!
+//! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
+
+#![forbid(unsafe_code)]
+
+pub mod assign;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod config_check;
+pub mod daemon;
+pub mod decide;
+pub mod imap;
+pub mod message;
+pub mod secret;
+pub mod status;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,103 @@
+//! The command line: parse arguments, set up logging, and hand over to the library.
+//!
+//! Exit codes: 0 on success, 1 when the command failed, 2 when the config is invalid.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Turns Exchange shared mailboxes into a managed team queue.
+#[derive(Debug, Parser)]
+#[command(name = "postroom", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/postroom/postroom.toml"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch every configured mailbox and assign new conversations (the daemon).
+    Run,
+    /// Check the config and report every problem with its key and line.
+    CheckConfig,
+    /// Show open conversations per mailbox and agent, and each mailbox's last server contact.
+    Status,
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "{}: ok ({} mailboxes, {} agents)",
+                cli.config.display(),
+                config.mailboxes.len(),
+                config.agents.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let store = open_store(&config.daemon.state_dir)?;
+            print!("{}", crate::status::render(&config, &store)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(crate::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    Store::open(dir).with_context(|| {
+        format!(
+            "cannot open the store in {} (is `postroom run` holding it? stop it first)",
+            dir.display()
+        )
+    })
+}
+
+/// Logs go to stderr; `RUST_LOG` chooses the level (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,342 @@
+//! The TOML configuration: its types, loading, and validation.
+//!
+//! This module owns the contract with the admin. Loading is two steps: the file is deserialised
+//! into plain types (collecting every unknown key on the way instead of stopping at the first),
+//! then [`Config::validate`] checks what serde cannot: references between sections, folder names,
+//! duplicates. Every problem carries its key path and line so `check-config` can report all of
+//! them at once, each with a hint. Nothing here talks to a server or the store.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::SecretSource;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// IMAP servers, referenced by name from mailboxes.
+    #[serde(default, rename = "server")]
+    pub servers: Vec<ServerConfig>,
+    /// The shared mailboxes postroom manages.
+    #[serde(default, rename = "mailbox")]
+    pub mailboxes: Vec<MailboxConfig>,
+    /// Teams of agents; each mailbox hands its work to one team.
+    #[serde(default, rename = "team")]
+    pub teams: Vec<TeamConfig>,
+    /// The people who own conversations.
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<AgentConfig>,
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DaemonConfig {
+    /// Where the sled database lives.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/postroom")
+}
+
+/// How the connection to a server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    Starttls,
+    /// No encryption at all; refused unless the host is a loopback address.
+    Plain,
+}
+
+/// `[[server]]`: an IMAP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerConfig {
+    /// The name mailboxes refer to.
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port; defaults by `security` (993 for TLS, 143 otherwise).
+    pub port: Option<u16>,
+    /// Transport security, TLS by default.
+    #[serde(default = "default_security")]
+    pub security: Security,
+    /// An extra trust anchor (PEM) for a server certificate issued by an internal CA.
+    pub ca_file: Option<PathBuf>,
+    /// Per-command time-out in seconds. A server that says nothing for this long is treated as
+    /// dead and the connection is replaced.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// How long one IDLE may run before it is re-issued. Exchange silently stops pushing on long
+    /// IDLEs, so the default stays well under its 30-minute limit.
+    #[serde(default = "default_idle_secs")]
+    pub idle_secs: u64,
+}
+
+fn default_security() -> Security {
+    Security::Tls
+}
+
+fn default_command_timeout() -> u64 {
+    60
+}
+
+fn default_idle_secs() -> u64 {
+    // Ten minutes: a tester of Exchange Online reported IDLE pushes stopping after longer idles,
+    // and re-issuing every ten minutes kept them flowing (see docs/exchange.md).
+    600
+}
+
+impl ServerConfig {
+    /// The port to connect to, defaulted by the security mode.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            Security::Tls => 993,
+            Security::Starttls | Security::Plain => 143,
+        })
+    }
+
+    /// The per-command time-out.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+
+    /// The longest single IDLE.
+    pub fn idle_interval(&self) -> Duration {
+        Duration::from_secs(self.idle_secs)
+    }
+}
+
+/// `[[mailbox]]`: one shared mailbox.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailboxConfig {
+    /// A short name, used in logs, the store and commands.
+    pub name: String,
+    /// The `[[server]]` it lives on.
+    pub server: String,
+    /// The login, passed through unchanged (Exchange's delegated forms `DOMAIN\user\shared` and
+    /// `user@domain\shared` included).
+    pub login: String,
+    /// Inline password (flagged at start: prefer a file or a credential).
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A systemd credential name (read from `$CREDENTIALS_DIRECTORY`).
+    pub password_credential: Option<String>,
+    /// The folder new mail arrives in.
+    #[serde(default = "default_inbox")]
+    pub inbox: String,
+    /// The parent of the per-agent folders.
+    #[serde(default = "default_assigned_root")]
+    pub assigned_root: String,
+    /// The team that works this mailbox.
+    pub team: String,
+    /// Where automatic mail (out-of-office replies, bounces, read receipts) is filed: recorded,
+    /// never work for an agent.
+    #[serde(default = "default_automated_folder")]
+    pub automated_folder: String,
+    /// How many messages to fetch per round trip during catch-up.
+    #[serde(default = "default_batch")]
+    pub fetch_batch: u32,
+    /// How many bytes of a message body are fetched for routing. Headers are always fetched
+    /// whole; the body is cut here so a 50 MB attachment never sits in memory.
+    #[serde(default = "default_body_cap")]
+    pub body_fetch_bytes: u32,
+    /// How often the inbox is polled for UIDNEXT as a safety net under IDLE, in seconds.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_inbox() -> String {
+    "INBOX".to_string()
+}
+
+fn default_assigned_root() -> String {
+    "Assigned".to_string()
+}
+
+fn default_automated_folder() -> String {
+    "Automated".to_string()
+}
+
+fn default_batch() -> u32 {
+    200
+}
+
+fn default_body_cap() -> u32 {
+    64 * 1024
+}
+
+fn default_poll_secs() -> u64 {
+    60
+}
+
+impl MailboxConfig {
+    /// Where the password comes from.
+    pub fn password_source(&self) -> Option<SecretSource> {
+        SecretSource::pick(
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+            self.password_credential.as_deref(),
+        )
+    }
+}
+
+/// `[[team]]`: agents working a queue together.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TeamConfig {
+    /// The team's name.
+    pub name: String,
+    /// Agent ids, in rotation order.
+    pub agents: Vec<String>,
+}
+
+/// `[[agent]]`: a person.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentConfig {
+    /// A stable id, used in the store and in commands.
+    pub id: String,
+    /// The name shown as the folder in Outlook.
+    pub name: String,
+    /// Where their notices go.
+    pub email: Option<String>,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path, such as `mailbox[0].server`.
+    pub key: String,
+    /// The 1-based line the key is on, when it can be found.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message)?,
+            None => write!(f, "{}: {}", self.key, self.message)?,
+        }
+        if !self.hint.is_empty() {
+            write!(f, " (hint: {})", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The file that was read.
+    pub path: PathBuf,
+    /// The problems, in file order where lines are known.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        write!(f, "{}: {count} {noun}", self.path.display())?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a config file, returning every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                key: "(file)".into(),
+                line: None,
+                message: format!("cannot read the file: {err}"),
+                hint: "check the path given with --config and its permissions".into(),
+            }],
+        })?;
+        Config::parse(&text).map_err(|problems| ConfigError {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let locator = crate::config_check::Locator::new(text);
+        let (config, mut problems) = crate::config_check::deserialize(text, &locator)?;
+        problems.extend(crate::config_check::validate(&config, &locator));
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The server a mailbox refers to. Validation guarantees it exists.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// A team by name.
+    pub fn team(&self, name: &str) -> Option<&TeamConfig> {
+        self.teams.iter().find(|t| t.name == name)
+    }
+
+    /// An agent by id.
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// A mailbox by name.
+    pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.name == name)
+    }
+
+    /// Agent ids by the folder name shown for them, for one team.
+    pub fn team_folders(&self, team: &str) -> BTreeMap<String, String> {
+        let Some(team) = self.team(team) else {
+            return BTreeMap::new();
+        };
+        team.agents
+            .iter()
+            .filter_map(|id| self.agent(id).map(|a| (a.name.clone(), a.id.clone())))
+            .collect()
+    }
+
+    /// Names used more than once in a list, for duplicate checks.
+    pub(crate) fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut seen = HashSet::new();
+        names.filter(|n| !seen.insert(*n)).collect()
+    }
+}

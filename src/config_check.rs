@@ -1,0 +1,452 @@
+//! Finding every problem in a config file, each with its key path, line and a hint.
+//!
+//! Split from `config` so the types stay readable. [`deserialize`] collects unknown keys with
+//! `serde_ignored` rather than stopping at the first; [`validate`] checks what serde cannot see:
+//! references between sections, duplicates, folder names, credentials and transport security.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use toml_edit::{ImDocument, Item, Value};
+
+use crate::config::{Config, Problem, Security};
+
+/// Maps key paths such as `mailbox[1].server` to line numbers in the original text.
+pub struct Locator {
+    text: String,
+    doc: Option<ImDocument<String>>,
+}
+
+impl Locator {
+    /// Parses the text for spans; a syntax error leaves the locator empty.
+    pub fn new(text: &str) -> Locator {
+        Locator {
+            text: text.to_string(),
+            doc: ImDocument::parse(text.to_string()).ok(),
+        }
+    }
+
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The line of a key path; falls back to the nearest enclosing key that can be found.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut best = None;
+        let mut item: Option<&Item> = None;
+        let mut table = Some(doc.as_table());
+        for segment in segments(path) {
+            match segment {
+                Segment::Key(key) => {
+                    if let Some(t) = table {
+                        if let Some(span) = t.key(key).and_then(|k| k.span()) {
+                            best = Some(span.start);
+                        }
+                        item = t.get(key);
+                        table = item.and_then(Item::as_table);
+                    } else if let Some(Item::Value(Value::InlineTable(t))) = item {
+                        if let Some(span) = t.key(key).and_then(|k| k.span()) {
+                            best = Some(span.start);
+                        }
+                        item = None;
+                    } else {
+                        break;
+                    }
+                }
+                Segment::Index(index) => {
+                    let Some(array) = item.and_then(Item::as_array_of_tables) else {
+                        break;
+                    };
+                    let Some(t) = array.get(index) else { break };
+                    if let Some(span) = t.span() {
+                        best = Some(span.start);
+                    }
+                    table = Some(t);
+                }
+            }
+        }
+        best.map(|offset| self.line_of(offset))
+    }
+}
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn segments(path: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        match part.split_once('[') {
+            Some((key, rest)) => {
+                out.push(Segment::Key(key));
+                if let Ok(index) = rest.trim_end_matches(']').parse() {
+                    out.push(Segment::Index(index));
+                }
+            }
+            None => out.push(Segment::Key(part)),
+        }
+    }
+    out
+}
+
+/// Turns serde_ignored's path into our `mailbox[0].key` form.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_path(parent);
+            let key = match key.as_str() {
+                "servers" => "server",
+                other => other,
+            };
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
+}
+
+/// Deserialises the text, collecting unknown keys as problems.
+pub fn deserialize(text: &str, locator: &Locator) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
+    let mut unknown = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let result: Result<Config, _> =
+        serde_ignored::deserialize(deserializer, |path| unknown.push(key_path(&path)));
+    match result {
+        Ok(config) => {
+            let problems = unknown
+                .into_iter()
+                .map(|key| Problem {
+                    line: locator.line(&key),
+                    message: "unknown key".into(),
+                    hint: unknown_key_hint(&key),
+                    key,
+                })
+                .collect();
+            Ok((config, problems))
+        }
+        Err(err) => Err(vec![Problem {
+            key: "(syntax)".into(),
+            line: err.span().map(|s| locator.line_of(s.start)),
+            message: err.message().trim().to_string(),
+            hint: "see config.example.toml for the expected form of each key".into(),
+        }]),
+    }
+}
+
+fn unknown_key_hint(key: &str) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let known: &[&str] = &[
+        "state_dir",
+        "name",
+        "host",
+        "port",
+        "security",
+        "ca_file",
+        "command_timeout_secs",
+        "idle_secs",
+        "server",
+        "login",
+        "password",
+        "password_file",
+        "password_env",
+        "password_credential",
+        "inbox",
+        "assigned_root",
+        "team",
+        "fetch_batch",
+        "body_fetch_bytes",
+        "poll_secs",
+        "agents",
+        "id",
+        "email",
+    ];
+    match known.iter().find(|k| close_to(last, k)) {
+        Some(suggestion) => format!("did you mean `{suggestion}`? unknown keys are refused"),
+        None => "remove it, or check the spelling against config.example.toml".into(),
+    }
+}
+
+/// True when two keys differ by at most two edits: enough to catch typos.
+fn close_to(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            row.push((prev[j] + cost).min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()] <= 2
+}
+
+/// Collects problems as validation walks the config.
+struct Report<'a> {
+    locator: &'a Locator,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn add(&mut self, key: String, message: impl Into<String>, hint: impl Into<String>) {
+        let line = self.locator.line(&key);
+        self.problems.push(Problem {
+            key,
+            line,
+            message: message.into(),
+            hint: hint.into(),
+        });
+    }
+}
+
+/// Checks references, duplicates, names and credentials; returns every problem found.
+pub fn validate(config: &Config, locator: &Locator) -> Vec<Problem> {
+    let mut report = Report {
+        locator,
+        problems: Vec::new(),
+    };
+    check_servers(config, &mut report);
+    check_mailboxes(config, &mut report);
+    check_teams(config, &mut report);
+    check_agents(config, &mut report);
+    report.problems
+}
+
+fn check_servers(config: &Config, report: &mut Report<'_>) {
+    for dup in Config::duplicates(config.servers.iter().map(|s| s.name.as_str())) {
+        report.add(
+            "server".into(),
+            format!("two servers are named `{dup}`"),
+            "names must be unique",
+        );
+    }
+    for (i, server) in config.servers.iter().enumerate() {
+        if server.host.trim().is_empty() {
+            report.add(
+                format!("server[{i}].host"),
+                "empty host",
+                "give the IMAP host name",
+            );
+        }
+        if server.security == Security::Plain && !is_loopback(&server.host) {
+            report.add(
+                format!("server[{i}].security"),
+                format!(
+                    "plain IMAP to `{}` would send the password in clear",
+                    server.host
+                ),
+                "use security = \"tls\" or \"starttls\"; plain is only for loopback",
+            );
+        }
+        if let Some(ca) = &server.ca_file {
+            if !ca.is_file() {
+                report.add(
+                    format!("server[{i}].ca_file"),
+                    format!("{} does not exist or is not a file", ca.display()),
+                    "point it at the PEM file of your internal CA",
+                );
+            }
+        }
+        if server.command_timeout_secs == 0 || server.idle_secs < 30 {
+            report.add(
+                format!("server[{i}].idle_secs"),
+                "time-outs too short",
+                "command_timeout_secs must be > 0 and idle_secs at least 30",
+            );
+        }
+    }
+}
+
+/// True for `localhost` and loopback addresses.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn check_mailboxes(config: &Config, report: &mut Report<'_>) {
+    if config.mailboxes.is_empty() {
+        report.add(
+            "mailbox".into(),
+            "no [[mailbox]] is configured",
+            "add one per shared mailbox",
+        );
+    }
+    for dup in Config::duplicates(config.mailboxes.iter().map(|m| m.name.as_str())) {
+        report.add(
+            "mailbox".into(),
+            format!("two mailboxes are named `{dup}`"),
+            "names must be unique",
+        );
+    }
+    for (i, mailbox) in config.mailboxes.iter().enumerate() {
+        if config.server(&mailbox.server).is_none() {
+            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+            report.add(
+                format!("mailbox[{i}].server"),
+                format!("no [[server]] is named `{}`", mailbox.server),
+                format!("known servers: {}", list_or_none(&known)),
+            );
+        }
+        if config.team(&mailbox.team).is_none() {
+            let known: Vec<&str> = config.teams.iter().map(|t| t.name.as_str()).collect();
+            report.add(
+                format!("mailbox[{i}].team"),
+                format!("no [[team]] is named `{}`", mailbox.team),
+                format!("known teams: {}", list_or_none(&known)),
+            );
+        }
+        check_password(i, mailbox, report);
+        check_folder_name(
+            &format!("mailbox[{i}].assigned_root"),
+            &mailbox.assigned_root,
+            report,
+        );
+        if mailbox.fetch_batch == 0 || mailbox.body_fetch_bytes < 1024 || mailbox.poll_secs == 0 {
+            report.add(
+                format!("mailbox[{i}].fetch_batch"),
+                "fetch_batch, body_fetch_bytes or poll_secs is too small",
+                "fetch_batch >= 1, body_fetch_bytes >= 1024, poll_secs >= 1",
+            );
+        }
+    }
+}
+
+fn check_password(i: usize, mailbox: &crate::config::MailboxConfig, report: &mut Report<'_>) {
+    let set = [
+        mailbox.password.is_some(),
+        mailbox.password_file.is_some(),
+        mailbox.password_env.is_some(),
+        mailbox.password_credential.is_some(),
+    ];
+    match set.iter().filter(|s| **s).count() {
+        0 => report.add(
+            format!("mailbox[{i}].login"),
+            "no password is configured",
+            "set one of password_file, password_env, password_credential or password",
+        ),
+        1 => {}
+        _ => report.add(
+            format!("mailbox[{i}].password_file"),
+            "more than one password source is set",
+            "keep exactly one of password_file, password_env, password_credential, password",
+        ),
+    }
+    if let Some(file) = &mailbox.password_file {
+        if !file.is_file() {
+            report.add(
+                format!("mailbox[{i}].password_file"),
+                format!("{} does not exist or is not a file", file.display()),
+                "create it with the password on one line, readable only by postroom",
+            );
+        }
+    }
+}
+
+fn check_folder_name(key: &str, name: &str, report: &mut Report<'_>) {
+    let bad = name.trim().is_empty()
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
+    if bad {
+        report.add(
+            key.to_string(),
+            format!("`{name}` is not a usable folder name"),
+            "use a plain name without control characters, `*`, `%` or a leading/trailing `/`",
+        );
+    }
+}
+
+fn check_teams(config: &Config, report: &mut Report<'_>) {
+    for dup in Config::duplicates(config.teams.iter().map(|t| t.name.as_str())) {
+        report.add(
+            "team".into(),
+            format!("two teams are named `{dup}`"),
+            "names must be unique",
+        );
+    }
+    for (i, team) in config.teams.iter().enumerate() {
+        if team.agents.is_empty() {
+            report.add(
+                format!("team[{i}].agents"),
+                "the team has no agents",
+                "list agent ids",
+            );
+        }
+        for id in &team.agents {
+            if config.agent(id).is_none() {
+                report.add(
+                    format!("team[{i}].agents"),
+                    format!("no [[agent]] has id `{id}`"),
+                    "add an [[agent]] with that id, or fix the spelling",
+                );
+            }
+        }
+        for dup in Config::duplicates(team.agents.iter().map(String::as_str)) {
+            report.add(
+                format!("team[{i}].agents"),
+                format!("`{dup}` is listed twice"),
+                "list each agent once",
+            );
+        }
+    }
+}
+
+fn check_agents(config: &Config, report: &mut Report<'_>) {
+    for dup in Config::duplicates(config.agents.iter().map(|a| a.id.as_str())) {
+        report.add(
+            "agent".into(),
+            format!("two agents have id `{dup}`"),
+            "ids must be unique",
+        );
+    }
+    let in_teams: HashSet<&str> = config
+        .teams
+        .iter()
+        .flat_map(|t| t.agents.iter().map(String::as_str))
+        .collect();
+    for (i, agent) in config.agents.iter().enumerate() {
+        if agent.name.contains('/') {
+            report.add(
+                format!("agent[{i}].name"),
+                format!("`{}` contains `/`, the folder separator", agent.name),
+                "Exchange cannot show a folder whose name contains `/`; pick another name",
+            );
+        } else {
+            check_folder_name(&format!("agent[{i}].name"), &agent.name, report);
+        }
+        if !in_teams.contains(agent.id.as_str()) {
+            report.add(
+                format!("agent[{i}].id"),
+                format!("agent `{}` is not in any team", agent.id),
+                "add the id to a [[team]]'s agents, or remove the agent",
+            );
+        }
+    }
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,81 @@
+//! `postroom run`: start a worker per mailbox and stop them cleanly on a signal.
+//!
+//! Start-up is a short sequence of labelled steps (config, secrets, store, workers); any failure
+//! before the workers start is fatal and says which step failed. Once running, a mailbox that
+//! cannot connect does not stop the others: its worker retries with back-off on its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::Store;
+use crate::worker::Worker;
+
+/// How long in-flight work may take to finish after SIGTERM before the process exits anyway.
+/// systemd's default stop time-out is 90 s; this leaves room for the store flush.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.daemon.state_dir)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for mailbox in &config.mailboxes {
+        warn_inline_password(mailbox);
+        let source = mailbox
+            .password_source()
+            .context("no password configured")?;
+        let password = source
+            .resolve()
+            .with_context(|| format!("mailbox {}: cannot read its password", mailbox.name))?;
+        let worker = Worker::new(
+            config.clone(),
+            mailbox.clone(),
+            password,
+            store.clone(),
+            Clock::System,
+            stop_rx.clone(),
+        )?;
+        tasks.push(tokio::spawn(worker.run()));
+    }
+    info!(mailboxes = tasks.len(), "postroom running");
+    wait_for_signal().await?;
+    info!("stopping: finishing in-flight messages");
+    let _ = stop_tx.send(true);
+    let all = futures::future::join_all(tasks);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        warn!(
+            "some mailboxes did not stop within {}s",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    store.flush()?;
+    info!("stopped");
+    Ok(())
+}
+
+fn warn_inline_password(mailbox: &crate::config::MailboxConfig) {
+    if mailbox.password.is_some() {
+        warn!(
+            mailbox = %mailbox.name,
+            "the password is written in the config file; prefer password_file or password_credential"
+        );
+    }
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! The mailbox side: an IMAP connection that fetches and moves, and nothing more.
+//!
+//! [`Connection`] wraps an async-imap session with what async-imap leaves to its users: a
+//! time-out on every command (a stalled server is detected, not waited on forever), capability
+//! checks after login (Exchange Online may only show MOVE then), MOVE with a COPY / `\Deleted` /
+//! UID EXPUNGE fallback, folder names in modified UTF-7, and bounded `BODY.PEEK` fetches that
+//! never set `\Seen`. Decisions come from elsewhere; this module only applies them.
+
+pub mod mutf7;
+pub mod tls;
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::{Fetch, Flag};
+use async_imap::{Client, Session};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{Security, ServerConfig};
+use crate::secret::Secret;
+
+/// A socket, with or without TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// Unencrypted; only ever used towards loopback.
+    Plain(TcpStream),
+    /// TLS from the start or after STARTTLS.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What the server can do, read after login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// RFC 6851 MOVE.
+    pub moves: bool,
+    /// RFC 4315 UIDPLUS (UID EXPUNGE).
+    pub uidplus: bool,
+    /// RFC 2177 IDLE.
+    pub idle: bool,
+}
+
+/// What SELECT told us about a folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderInfo {
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// UIDNEXT, when the server said.
+    pub uid_next: Option<u32>,
+    /// Number of messages.
+    pub exists: u32,
+    /// True when PERMANENTFLAGS contains `\*`: custom keywords are kept. Exchange never says so.
+    pub keywords: bool,
+}
+
+/// One message as fetched for routing.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Its UID in the selected folder.
+    pub uid: u32,
+    /// The server's arrival time.
+    pub internal_date: Option<DateTime<Utc>>,
+    /// RFC822.SIZE (an estimate on Exchange).
+    pub size: Option<u64>,
+    /// Headers followed by the first part of the body; empty if the server sent no data.
+    pub raw: Vec<u8>,
+}
+
+/// How IDLE ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleEnd {
+    /// The server reported something.
+    NewData,
+    /// Our own interval ran out.
+    Timeout,
+    /// We were asked to stop.
+    Interrupted,
+}
+
+/// A logged-in IMAP session with time-outs on every command.
+pub struct Connection {
+    session: Session<Stream>,
+    /// Capabilities after login.
+    pub caps: Capabilities,
+    timeout: Duration,
+    delimiter: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a future with the command time-out, naming the command when it expires.
+async fn timed<T, E>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.with_context(|| what.to_string()),
+        Err(_) => bail!(
+            "{what}: the server did not answer within {}s",
+            limit.as_secs()
+        ),
+    }
+}
+
+impl Connection {
+    /// Connects, secures the channel as configured, and logs in with LOGIN. The login string is
+    /// passed through unchanged, so Exchange's delegated forms work.
+    pub async fn open(server: &ServerConfig, login: &str, password: &Secret) -> Result<Connection> {
+        let limit = server.command_timeout();
+        let client = match tokio::time::timeout(limit, connect(server)).await {
+            Ok(client) => client?,
+            Err(_) => bail!(
+                "connect to {}: no greeting within {}s",
+                server.host,
+                limit.as_secs()
+            ),
+        };
+        let session =
+            match tokio::time::timeout(limit, client.login(login, password.expose())).await {
+                Err(_) => bail!(
+                    "LOGIN: the server did not answer within {}s",
+                    limit.as_secs()
+                ),
+                // The error carries only the server's reply text, never our arguments.
+                Ok(Err((err, _client))) => {
+                    return Err(anyhow!(err).context(format!("LOGIN as {login} refused")))
+                }
+                Ok(Ok(session)) => session,
+            };
+        let mut connection = Connection {
+            session,
+            caps: Capabilities::default(),
+            timeout: limit,
+            delimiter: "/".into(),
+        };
+        connection.read_capabilities().await?;
+        connection.read_delimiter().await?;
+        Ok(connection)
+    }
+
+    async fn read_capabilities(&mut self) -> Result<()> {
+        let caps = timed(self.timeout, "CAPABILITY", self.session.capabilities()).await?;
+        self.caps = Capabilities {
+            moves: caps.has_str("MOVE"),
+            uidplus: caps.has_str("UIDPLUS"),
+            idle: caps.has_str("IDLE"),
+        };
+        Ok(())
+    }
+
+    async fn read_delimiter(&mut self) -> Result<()> {
+        let names = timed(self.timeout, "LIST \"\" \"\"", async {
+            self.session
+                .list(Some(""), Some(""))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        if let Some(delimiter) = names.first().and_then(|n| n.delimiter()) {
+            self.delimiter = delimiter.to_string();
+        }
+        Ok(())
+    }
+
+    /// The wire name of a `/`-separated folder path: the server's delimiter, modified UTF-7.
+    pub fn wire_name(&self, folder: &str) -> String {
+        folder
+            .split('/')
+            .map(mutf7::encode)
+            .collect::<Vec<_>>()
+            .join(&self.delimiter)
+    }
+
+    /// Creates every folder (and parent) in `folders` that does not exist yet.
+    pub async fn ensure_folders(&mut self, folders: &[String]) -> Result<Vec<String>> {
+        let existing: Vec<String> = timed(self.timeout, "LIST", async {
+            let names = self
+                .session
+                .list(Some(""), Some("*"))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await?;
+            Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_string()).collect())
+        })
+        .await?;
+        let mut created = Vec::new();
+        for folder in folders {
+            let parts: Vec<&str> = folder.split('/').collect();
+            for depth in 1..=parts.len() {
+                let path = parts[..depth].join("/");
+                let wire = self.wire_name(&path);
+                if existing.contains(&wire) || created.contains(&path) {
+                    continue;
+                }
+                timed(
+                    self.timeout,
+                    &format!("CREATE {path}"),
+                    self.session.create(&wire),
+                )
+                .await?;
+                created.push(path);
+            }
+        }
+        Ok(created)
+    }
+
+    /// Selects a folder read-write.
+    pub async fn select(&mut self, folder: &str) -> Result<FolderInfo> {
+        let wire = self.wire_name(folder);
+        let mailbox = timed(
+            self.timeout,
+            &format!("SELECT {folder}"),
+            self.session.select(&wire),
+        )
+        .await?;
+        Ok(FolderInfo {
+            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            uid_next: mailbox.uid_next,
+            exists: mailbox.exists,
+            keywords: mailbox
+                .permanent_flags
+                .iter()
+                .any(|f| matches!(f, Flag::MayCreate)),
+        })
+    }
+
+    /// UIDs in the selected folder at or above `from`, ascending.
+    pub async fn uids_from(&mut self, from: u32) -> Result<Vec<u32>> {
+        let query = format!("{}:*", from.max(1));
+        let fetches = timed(self.timeout, "UID FETCH (UID)", async {
+            self.session
+                .uid_fetch(&query, "(UID)")
+                .await?
+                .try_collect::<Vec<Fetch>>()
+                .await
+        })
+        .await?;
+        // `n:*` always includes the highest UID, even when it is below n (RFC 3501 6.4.8).
+        let mut uids: Vec<u32> = fetches
+            .iter()
+            .filter_map(|f| f.uid)
+            .filter(|u| *u >= from)
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Fetches headers plus at most `body_cap` bytes of body for each UID, never setting `\Seen`.
+    pub async fn fetch_for_routing(&mut self, uids: &[u32], body_cap: u32) -> Result<Vec<Fetched>> {
+        let set = uid_set(uids);
+        let query = format!(
+            "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{body_cap}>)"
+        );
+        let fetches = timed(self.timeout, "UID FETCH (BODY.PEEK)", async {
+            self.session
+                .uid_fetch(&set, &query)
+                .await?
+                .try_collect::<Vec<Fetch>>()
+                .await
+        })
+        .await?;
+        let mut out: Vec<Fetched> = fetches.iter().filter_map(fetched).collect();
+        out.sort_by_key(|f| f.uid);
+        Ok(out)
+    }
+
+    /// Adds a keyword to messages; only call where [`FolderInfo::keywords`] is true.
+    pub async fn add_keyword(&mut self, uids: &[u32], keyword: &str) -> Result<()> {
+        let set = uid_set(uids);
+        timed(self.timeout, "UID STORE +FLAGS", async {
+            self.session
+                .uid_store(&set, format!("+FLAGS.SILENT ({keyword})"))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Moves messages from the selected folder to `folder`: MOVE where advertised, otherwise
+    /// COPY, `\Deleted` and UID EXPUNGE of exactly these UIDs.
+    pub async fn move_uids(&mut self, uids: &[u32], folder: &str) -> Result<()> {
+        let set = uid_set(uids);
+        let wire = self.wire_name(folder);
+        if self.caps.moves {
+            return timed(
+                self.timeout,
+                &format!("UID MOVE to {folder}"),
+                self.session.uid_mv(&set, &wire),
+            )
+            .await;
+        }
+        timed(
+            self.timeout,
+            &format!("UID COPY to {folder}"),
+            self.session.uid_copy(&set, &wire),
+        )
+        .await?;
+        timed(self.timeout, "UID STORE +FLAGS (\\Deleted)", async {
+            self.session
+                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        if self.caps.uidplus {
+            timed(self.timeout, "UID EXPUNGE", async {
+                self.session
+                    .uid_expunge(&set)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+        } else {
+            // Without UIDPLUS a plain EXPUNGE would also remove messages someone else marked
+            // \Deleted; leaving ours marked is the lesser harm, and Outlook hides them.
+            tracing::warn!(
+                folder,
+                "server lacks MOVE and UIDPLUS; moved copies left marked \\Deleted"
+            );
+        }
+        Ok(())
+    }
+
+    /// UIDNEXT of a folder by STATUS, without selecting it.
+    pub async fn uid_next(&mut self, folder: &str) -> Result<Option<u32>> {
+        let wire = self.wire_name(folder);
+        let mailbox = timed(
+            self.timeout,
+            "STATUS",
+            self.session.status(&wire, "(UIDNEXT UIDVALIDITY)"),
+        )
+        .await?;
+        Ok(mailbox.uid_next)
+    }
+
+    /// NOOP: a cheap way to hear pending news and prove the connection lives.
+    pub async fn noop(&mut self) -> Result<()> {
+        timed(self.timeout, "NOOP", self.session.noop()).await
+    }
+
+    /// Discards the unsolicited responses async-imap queued; we never rely on them, since the
+    /// queue silently drops news once full. The last UID fetch is what counts.
+    pub fn drain_unsolicited(&mut self) {
+        while self.session.unsolicited_responses.try_recv().is_ok() {}
+    }
+
+    /// IDLE until the server reports something, `limit` passes, or `stop` fires.
+    /// A `* BYE` or a closed stream during IDLE is an error: a disconnect, never "no news".
+    pub async fn idle(
+        self,
+        limit: Duration,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(Connection, IdleEnd)> {
+        let Connection {
+            session,
+            caps,
+            timeout,
+            delimiter,
+        } = self;
+        let mut handle = session.idle();
+        timed(timeout, "IDLE", handle.init()).await?;
+        let (wait, interrupt) = handle.wait_with_timeout(limit);
+        let mut stop = stop.clone();
+        // async-imap's own timer restarts on every keep-alive, so a server that says "still here"
+        // every two minutes would keep one IDLE going for ever; this bound is absolute.
+        let response = tokio::select! {
+            response = wait => Some(response),
+            _ = tokio::time::sleep(limit) => Some(Ok(IdleResponse::Timeout)),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        drop(interrupt);
+        let end = match response {
+            None => IdleEnd::Interrupted,
+            Some(Ok(IdleResponse::Timeout)) => IdleEnd::Timeout,
+            Some(Ok(IdleResponse::NewData(data))) => {
+                if let imap_proto::Response::Data {
+                    status: imap_proto::Status::Bye,
+                    ..
+                } = data.parsed()
+                {
+                    bail!("the server closed the connection during IDLE (BYE)");
+                }
+                IdleEnd::NewData
+            }
+            // async-imap reports end-of-stream as a manual interrupt; we never interrupt
+            // through its stop source, so this can only be the server going away.
+            Some(Ok(IdleResponse::ManualInterrupt)) => {
+                bail!("the server closed the connection during IDLE")
+            }
+            Some(Err(err)) => return Err(anyhow!(err).context("IDLE")),
+        };
+        // DONE gets its own bound: a server that never confirms it is treated as dead.
+        let session = timed(timeout, "DONE", handle.done()).await?;
+        Ok((
+            Connection {
+                session,
+                caps,
+                timeout,
+                delimiter,
+            },
+            end,
+        ))
+    }
+
+    /// Logs out politely, bounded by the command time-out.
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(self.timeout, self.session.logout()).await;
+    }
+}
+
+async fn connect(server: &ServerConfig) -> Result<Client<Stream>> {
+    let address = (server.host.as_str(), server.effective_port());
+    let tcp = TcpStream::connect(address)
+        .await
+        .with_context(|| format!("cannot reach {}:{}", server.host, server.effective_port()))?;
+    // Without TCP_NODELAY, literal-based commands stall on Nagle and delayed ACKs.
+    tcp.set_nodelay(true)?;
+    let stream = match server.security {
+        Security::Plain => {
+            if !crate::config_check::is_loopback(&server.host) {
+                bail!("plain IMAP is only allowed to a loopback address");
+            }
+            Stream::Plain(tcp)
+        }
+        Security::Tls => {
+            let tls = tls::wrap(tcp, &server.host, tls::client_config(server)?).await?;
+            Stream::Tls(Box::new(tls))
+        }
+        Security::Starttls => return starttls(tcp, server).await,
+    };
+    greeted(Client::new(stream)).await
+}
+
+async fn greeted(mut client: Client<Stream>) -> Result<Client<Stream>> {
+    // async-imap does not read the greeting itself.
+    match client.read_response().await? {
+        Some(_) => Ok(client),
+        None => bail!("the server closed the connection before its greeting"),
+    }
+}
+
+async fn starttls(tcp: TcpStream, server: &ServerConfig) -> Result<Client<Stream>> {
+    let mut client = greeted(Client::new(Stream::Plain(tcp))).await?;
+    client
+        .run_command_and_check_ok("STARTTLS", None)
+        .await
+        .context("STARTTLS refused")?;
+    let Stream::Plain(tcp) = client.into_inner() else {
+        bail!("STARTTLS on a TLS stream")
+    };
+    let tls = tls::wrap(tcp, &server.host, tls::client_config(server)?).await?;
+    Ok(Client::new(Stream::Tls(Box::new(tls))))
+}
+
+fn fetched(fetch: &Fetch) -> Option<Fetched> {
+    let uid = fetch.uid?;
+    let mut raw = fetch.header().map(<[u8]>::to_vec).unwrap_or_default();
+    if let Some(text) = fetch.text() {
+        raw.extend_from_slice(text);
+    }
+    Some(Fetched {
+        uid,
+        internal_date: fetch.internal_date().map(|d| d.with_timezone(&Utc)),
+        size: fetch.size.map(u64::from),
+        raw,
+    })
+}
+
+/// A compact UID set (`1:5,8,10:12`), kept short because Exchange refuses long command lines
+/// (`BAD Command Error. 10`).
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_set;
+
+    #[test]
+    fn uid_sets_collapse_runs() {
+        assert_eq!(uid_set(&[5, 1, 2, 3, 8, 10, 11, 12]), "1:3,5,8,10:12");
+        assert_eq!(uid_set(&[7]), "7");
+        assert_eq!(uid_set(&[]), "");
+    }
+}

@@ -1,0 +1,525 @@
+//! postroom's memory: decisions, conversations, rotations, sync points and events, in sled.
+//!
+//! No sled type leaves this module: callers see plain records and a handful of operations, so
+//! the engine's crash safety can be proven by tests and the engine replaced if it ever fails.
+//!
+//! The write that matters is [`Store::commit`]: the message record (in state `Pending`, naming
+//! the folder it is about to be moved to), its conversation, the agent's open count, the team's
+//! rotation and the event are written in one sled transaction *before* the mailbox is touched.
+//! [`Store::flush`] makes that durable. After the move, [`Store::mark_filed`] records where the
+//! message landed. A crash between the two leaves a `Pending` record that the mailbox side
+//! finishes on start, so a message is never decided twice and never forgotten.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+/// Where a message stands in postroom's handling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum MessageState {
+    /// Decided; the move to `folder` may not have happened yet.
+    Pending {
+        /// The folder it is being moved to (decoded name); `None` leaves it where it is.
+        folder: Option<String>,
+    },
+    /// In `folder` (decoded name), as far as postroom knows.
+    Filed {
+        /// The folder it was filed in.
+        folder: String,
+    },
+    /// Decided to stay where it arrived (ignored or left unassigned).
+    Left,
+}
+
+/// One handled message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Stable identity (see `message::Envelope::identity`).
+    pub identity: String,
+    /// The mailbox it arrived in.
+    pub mailbox: String,
+    /// The Message-ID, if it had one.
+    pub message_id: Option<String>,
+    /// The conversation it belongs to.
+    pub conversation: String,
+    /// Its owner when decided, if any.
+    pub owner: Option<String>,
+    /// Handling state.
+    pub state: MessageState,
+    /// Server arrival time (INTERNALDATE).
+    pub arrived: Option<DateTime<Utc>>,
+    /// When postroom decided.
+    pub decided_at: DateTime<Utc>,
+    /// Subject, one line.
+    pub subject: String,
+    /// Sender address.
+    pub from: Option<String>,
+}
+
+/// Whether a conversation still needs work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    /// Waiting for or with its owner.
+    Open,
+    /// Done.
+    Closed,
+}
+
+/// A thread of messages with one owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Store-assigned id, `c` followed by a number.
+    pub id: String,
+    /// The mailbox it lives in.
+    pub mailbox: String,
+    /// The owning agent id, if assigned.
+    pub owner: Option<String>,
+    /// Open or closed.
+    pub state: ConversationState,
+    /// Arrival of its first message.
+    pub started: DateTime<Utc>,
+    /// Arrival of its latest message.
+    pub last_message: DateTime<Utc>,
+    /// How many messages it holds.
+    pub messages: u32,
+    /// Subject of its first message.
+    pub subject: String,
+    /// Sender of its first message.
+    pub from: Option<String>,
+}
+
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A conversation got an owner.
+    Assigned,
+    /// A follow-up joined a conversation and kept its owner.
+    FollowUp,
+    /// A message was moved to its folder.
+    Filed,
+    /// A message was left where it arrived.
+    Left,
+    /// A message could not be handled and was set aside.
+    Quarantined,
+    /// Something was found different from the record and put right.
+    Reconciled,
+}
+
+/// One line of history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Its kind.
+    pub kind: EventKind,
+    /// The mailbox.
+    pub mailbox: String,
+    /// The conversation, if any.
+    pub conversation: Option<String>,
+    /// The message identity, if any.
+    pub identity: Option<String>,
+    /// The agent concerned, if any.
+    pub agent: Option<String>,
+    /// A human sentence, e.g. "assigned to alice by round robin".
+    pub detail: String,
+}
+
+/// Where the mailbox side last got to in one mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// UIDVALIDITY of the inbox when `last_uid` was recorded.
+    pub uid_validity: Option<u32>,
+    /// The highest inbox UID examined.
+    pub last_uid: u32,
+    /// When the server last answered.
+    pub last_contact: Option<DateTime<Utc>>,
+    /// The last connection error, cleared on success.
+    pub last_error: Option<String>,
+}
+
+/// A message set aside because it could not be fetched or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The mailbox.
+    pub mailbox: String,
+    /// The folder it was left in.
+    pub folder: String,
+    /// UIDVALIDITY at the time.
+    pub uid_validity: u32,
+    /// Its UID there.
+    pub uid: u32,
+    /// Why.
+    pub reason: String,
+    /// How many attempts failed.
+    pub attempts: u32,
+    /// When it was last tried.
+    pub at: DateTime<Utc>,
+}
+
+/// Everything decided about one message, written atomically by [`Store::commit`].
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The message record to write; its `conversation` is ignored when `new_conversation` is set.
+    pub message: MessageRecord,
+    /// Set when the message starts a conversation; the store assigns the id.
+    pub new_conversation: bool,
+    /// Message-IDs under which later replies should find this conversation.
+    pub thread_ids: Vec<String>,
+    /// A rotation step to persist: (team, agent chosen).
+    pub rotation: Option<(String, String)>,
+    /// The event describing the decision.
+    pub event: Event,
+}
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    messages: sled::Tree,
+    threads: sled::Tree,
+    conversations: sled::Tree,
+    load: sled::Tree,
+    rotation: sled::Tree,
+    sync: sled::Tree,
+    events: sled::Tree,
+    quarantine: sled::Tree,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
+
+impl Store {
+    /// Opens (creating if needed) the database under `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .with_context(|| format!("cannot open the database in {}", dir.display()))?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .with_context(|| format!("open tree {name}"))
+        };
+        Ok(Store {
+            messages: tree("messages")?,
+            threads: tree("threads")?,
+            conversations: tree("conversations")?,
+            load: tree("load")?,
+            rotation: tree("rotation")?,
+            sync: tree("sync")?,
+            events: tree("events")?,
+            quarantine: tree("quarantine")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable (fsync).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().context("flush the database")?;
+        Ok(())
+    }
+
+    /// The record of a message, by mailbox and identity.
+    pub fn message(&self, mailbox: &str, identity: &str) -> Result<Option<MessageRecord>> {
+        get_json(&self.messages, &pair(mailbox, identity))
+    }
+
+    /// Messages of a mailbox still `Pending`: decided, maybe not yet moved.
+    pub fn pending(&self, mailbox: &str) -> Result<Vec<MessageRecord>> {
+        let all: Vec<MessageRecord> = scan_json(&self.messages, &prefix(mailbox))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| matches!(m.state, MessageState::Pending { .. }))
+            .collect())
+    }
+
+    /// All message records of a mailbox.
+    pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageRecord>> {
+        scan_json(&self.messages, &prefix(mailbox))
+    }
+
+    /// The conversation a set of Message-IDs points to (In-Reply-To, References), newest first.
+    pub fn conversation_for(&self, mailbox: &str, ids: &[String]) -> Result<Option<Conversation>> {
+        for id in ids.iter().rev() {
+            if let Some(conv) = self
+                .threads
+                .get(pair(mailbox, id))
+                .context("read thread index")?
+            {
+                let conv = String::from_utf8_lossy(&conv).into_owned();
+                return self.conversation(&conv);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A conversation by id.
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
+        get_json(&self.conversations, id.as_bytes())
+    }
+
+    /// Every conversation, optionally of one mailbox.
+    pub fn conversations(&self, mailbox: Option<&str>) -> Result<Vec<Conversation>> {
+        let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
+        Ok(all
+            .into_iter()
+            .filter(|c| mailbox.is_none_or(|m| c.mailbox == m))
+            .collect())
+    }
+
+    /// The last agent the team's rotation chose.
+    pub fn rotation(&self, team: &str) -> Result<Option<String>> {
+        let value = self.rotation.get(team).context("read rotation")?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// How many open conversations an agent owns.
+    pub fn open_count(&self, agent: &str) -> Result<u64> {
+        let value = self.load.get(agent).context("read agent load")?;
+        Ok(value.map(|v| decode_u64(&v)).unwrap_or(0))
+    }
+
+    /// Writes a decision atomically; returns the conversation id used.
+    pub fn commit(&self, commit: &Commit) -> Result<String> {
+        let trees = (
+            &self.messages,
+            &self.threads,
+            &self.conversations,
+            &self.load,
+            &self.rotation,
+            &self.events,
+        );
+        let result = trees.transaction(
+            |(messages, threads, conversations, load, rotation, events)| {
+                let conv_id = write_conversation(conversations, load, commit)?;
+                let mut message = commit.message.clone();
+                message.conversation = conv_id.clone();
+                put_json(
+                    messages,
+                    &pair(&message.mailbox, &message.identity),
+                    &message,
+                )?;
+                for id in &commit.thread_ids {
+                    threads.insert(pair(&message.mailbox, id), conv_id.as_bytes())?;
+                }
+                if let Some((team, agent)) = &commit.rotation {
+                    rotation.insert(team.as_bytes(), agent.as_bytes())?;
+                }
+                let mut event = commit.event.clone();
+                event.conversation = Some(conv_id.clone());
+                put_event(events, &event)?;
+                Ok(conv_id)
+            },
+        );
+        unwrap_tx(result).context("record the decision")
+    }
+
+    /// Records that a message now sits in `folder`; `event` is written with it.
+    pub fn mark_filed(
+        &self,
+        mailbox: &str,
+        identity: &str,
+        state: MessageState,
+        event: Event,
+    ) -> Result<()> {
+        let key = pair(mailbox, identity);
+        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+            let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
+                return Ok(());
+            };
+            record.state = state.clone();
+            put_json(messages, &key, &record)?;
+            put_event(events, &event)?;
+            Ok(())
+        });
+        unwrap_tx(result).context("record where the message was filed")
+    }
+
+    /// Sync progress of a mailbox.
+    pub fn sync_state(&self, mailbox: &str) -> Result<SyncState> {
+        Ok(get_json(&self.sync, mailbox.as_bytes())?.unwrap_or_default())
+    }
+
+    /// Updates the sync progress of a mailbox.
+    pub fn set_sync_state(&self, mailbox: &str, state: &SyncState) -> Result<()> {
+        let bytes = serde_json::to_vec(state)?;
+        self.sync
+            .insert(mailbox.as_bytes(), bytes)
+            .context("write sync state")?;
+        Ok(())
+    }
+
+    /// Sets a message aside; repeated calls count attempts.
+    pub fn quarantine(&self, record: Quarantined, event: Event) -> Result<u32> {
+        let key = quarantine_key(&record.mailbox, record.uid_validity, record.uid);
+        let previous: Option<Quarantined> = get_json(&self.quarantine, &key)?;
+        let attempts = previous.map(|p| p.attempts).unwrap_or(0) + 1;
+        let record = Quarantined { attempts, ..record };
+        self.quarantine
+            .insert(key, serde_json::to_vec(&record)?)
+            .context("write quarantine")?;
+        self.append_event(&event)?;
+        Ok(attempts)
+    }
+
+    /// The quarantine entry for a UID, if any.
+    pub fn quarantined_uid(
+        &self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid: u32,
+    ) -> Result<Option<Quarantined>> {
+        get_json(
+            &self.quarantine,
+            &quarantine_key(mailbox, uid_validity, uid),
+        )
+    }
+
+    /// Every quarantined message, optionally of one mailbox.
+    pub fn quarantined(&self, mailbox: Option<&str>) -> Result<Vec<Quarantined>> {
+        let key = mailbox.map(prefix).unwrap_or_default();
+        scan_json(&self.quarantine, &key)
+    }
+
+    /// Appends an event on its own.
+    pub fn append_event(&self, event: &Event) -> Result<()> {
+        let id = self.db.generate_id().context("generate event id")?;
+        self.events
+            .insert(id.to_be_bytes(), serde_json::to_vec(event)?)
+            .context("write event")?;
+        Ok(())
+    }
+
+    /// All events in the order they were written.
+    pub fn events(&self) -> Result<Vec<Event>> {
+        scan_json(&self.events, b"")
+    }
+}
+
+/// Creates or updates the conversation inside the commit transaction; keeps agent loads right.
+fn write_conversation(
+    conversations: &TransactionalTree,
+    load: &TransactionalTree,
+    commit: &Commit,
+) -> TxResult<String> {
+    let message = &commit.message;
+    let arrived = message.arrived.unwrap_or(message.decided_at);
+    let existing = if commit.new_conversation {
+        None
+    } else {
+        get_tx::<Conversation>(conversations, message.conversation.as_bytes())?
+    };
+    let conversation = match existing {
+        Some(mut conv) => {
+            if conv.owner != message.owner {
+                adjust_load(load, conv.owner.as_deref(), -1)?;
+                adjust_load(load, message.owner.as_deref(), 1)?;
+            }
+            conv.owner = message.owner.clone();
+            conv.messages += 1;
+            conv.last_message = conv.last_message.max(arrived);
+            conv.state = ConversationState::Open;
+            conv
+        }
+        None => {
+            adjust_load(load, message.owner.as_deref(), 1)?;
+            Conversation {
+                id: format!("c{}", conversations.generate_id()?),
+                mailbox: message.mailbox.clone(),
+                owner: message.owner.clone(),
+                state: ConversationState::Open,
+                started: arrived,
+                last_message: arrived,
+                messages: 1,
+                subject: message.subject.clone(),
+                from: message.from.clone(),
+            }
+        }
+    };
+    put_json(conversations, conversation.id.as_bytes(), &conversation)?;
+    Ok(conversation.id)
+}
+
+fn adjust_load(load: &TransactionalTree, agent: Option<&str>, delta: i64) -> TxResult<()> {
+    let Some(agent) = agent else { return Ok(()) };
+    let current = load.get(agent)?.map(|v| decode_u64(&v)).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    load.insert(agent.as_bytes(), &next.to_be_bytes())?;
+    Ok(())
+}
+
+fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn put_event(events: &TransactionalTree, event: &Event) -> TxResult<()> {
+    let id = events.generate_id()?;
+    put_json(events, &id.to_be_bytes(), event)
+}
+
+fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut key = prefix(a);
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+fn prefix(a: &str) -> Vec<u8> {
+    let mut key = a.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn quarantine_key(mailbox: &str, uid_validity: u32, uid: u32) -> Vec<u8> {
+    let mut key = prefix(mailbox);
+    key.extend_from_slice(&uid_validity.to_be_bytes());
+    key.extend_from_slice(&uid.to_be_bytes());
+    key
+}
+
+fn get_json<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>> {
+    match tree.get(key).context("read the database")? {
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).context("decode a stored record")?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn scan_json<T: DeserializeOwned>(tree: &sled::Tree, key_prefix: &[u8]) -> Result<Vec<T>> {
+    tree.scan_prefix(key_prefix)
+        .map(|entry| {
+            let (_, bytes) = entry.context("scan the database")?;
+            serde_json::from_slice(&bytes).context("decode a stored record")
+        })
+        .collect()
+}
+
+fn get_tx<T: DeserializeOwned>(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ConflictableTransactionError::Abort(format!("decode a stored record: {e}"))
+        }),
+        None => Ok(None),
+    }
+}
+
+fn put_json<T: Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ConflictableTransactionError::Abort(format!("encode a record: {e}")))?;
+    tree.insert(key, bytes)?;
+    Ok(())
+}
+
+fn unwrap_tx<T>(result: Result<T, TransactionError<String>>) -> Result<T> {
+    result.map_err(|err| match err {
+        TransactionError::Abort(reason) => anyhow::anyhow!(reason),
+        TransactionError::Storage(err) => anyhow::Error::new(err),
+    })
+}

@@ -1,0 +1,555 @@
+//! One task per shared mailbox: connect, catch up, IDLE, and apply decisions.
+//!
+//! Each pass over new mail runs in this order, per batch: fetch with `BODY.PEEK`, parse, decide,
+//! record every decision in the store, make the store durable, then move the messages, then
+//! record where they landed. A crash at any point leaves either nothing recorded (the message is
+//! still in the inbox and is simply handled on start) or a `Pending` record whose decision is
+//! re-applied without deciding again. Connection trouble ends the session; the run loop waits
+//! with capped, jittered back-off (longer when Exchange says it is throttling) and starts over.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, MailboxConfig, ServerConfig};
+use crate::decide::{decide, Outcome};
+use crate::imap::{Connection, FolderInfo, IdleEnd};
+use crate::message::{self, Envelope, ParseFailure};
+use crate::secret::Secret;
+use crate::store::{Commit, Event, EventKind, MessageRecord, MessageState, Quarantined, Store};
+
+/// How often a message that came back without data is retried before it is quarantined.
+/// Exchange sometimes returns fresh mail empty for a short while, so one failure is not enough.
+const FETCH_ATTEMPTS: u32 = 3;
+
+/// The first wait after a failed session, doubled on each further failure.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+
+/// The longest wait between reconnects, so a long outage is noticed within minutes of ending.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// A session that lasted this long counts as healthy and resets the back-off.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+/// Everything one mailbox task needs.
+pub struct Worker {
+    config: Arc<Config>,
+    mailbox: MailboxConfig,
+    server: ServerConfig,
+    password: Secret,
+    store: Store,
+    clock: Clock,
+    stop: watch::Receiver<bool>,
+    /// UIDs whose batch fetch failed: fetched one at a time so one bad message cannot stall the
+    /// others (field case BUG-07).
+    suspects: HashSet<u32>,
+}
+
+/// What to do with one fetched message once decisions are recorded.
+struct Placement {
+    uid: u32,
+    identity: String,
+    folder: Option<String>,
+    owner: Option<String>,
+}
+
+impl Worker {
+    /// Prepares a worker; nothing connects until [`Worker::run`].
+    pub fn new(
+        config: Arc<Config>,
+        mailbox: MailboxConfig,
+        password: Secret,
+        store: Store,
+        clock: Clock,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Worker> {
+        let server = config
+            .server(&mailbox.server)
+            .cloned()
+            .with_context(|| format!("mailbox {} names an unknown server", mailbox.name))?;
+        Ok(Worker {
+            config,
+            mailbox,
+            server,
+            password,
+            store,
+            clock,
+            stop,
+            suspects: HashSet::new(),
+        })
+    }
+
+    /// Runs sessions until asked to stop, backing off between failures.
+    pub async fn run(mut self) {
+        let mut backoff = BACKOFF_START;
+        while !*self.stop.borrow() {
+            let started = Instant::now();
+            let result = self.session().await;
+            if *self.stop.borrow() {
+                break;
+            }
+            if started.elapsed() >= HEALTHY_SESSION {
+                backoff = BACKOFF_START;
+            }
+            let wait = match &result {
+                Ok(()) => BACKOFF_START,
+                Err(err) => {
+                    self.note_error(err);
+                    let hinted = throttle_hint(err);
+                    let wait = jitter(hinted.unwrap_or(backoff).max(backoff));
+                    warn!(mailbox = %self.mailbox.name, error = %format!("{err:#}"), retry_in_secs = wait.as_secs(), "mailbox session failed");
+                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                    wait
+                }
+            };
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        info!(mailbox = %self.mailbox.name, "mailbox stopped");
+    }
+
+    fn note_error(&self, err: &anyhow::Error) {
+        if let Ok(mut state) = self.store.sync_state(&self.mailbox.name) {
+            state.last_error = Some(format!("{err:#}"));
+            let _ = self.store.set_sync_state(&self.mailbox.name, &state);
+        }
+    }
+
+    /// One connection's life: set up, catch up, then IDLE until stopped or broken.
+    async fn session(&mut self) -> Result<()> {
+        let mut conn = Connection::open(&self.server, &self.mailbox.login, &self.password).await?;
+        let created = conn.ensure_folders(&self.folders()).await?;
+        for folder in &created {
+            info!(mailbox = %self.mailbox.name, folder, "created folder");
+        }
+        let info = conn.select(&self.mailbox.inbox).await?;
+        info!(
+            mailbox = %self.mailbox.name,
+            moves = conn.caps.moves, idle = conn.caps.idle, keywords = info.keywords,
+            "connected; ownership marked by {}", if info.keywords { "folder and keyword" } else { "folder only" }
+        );
+        self.check_uid_validity(&info)?;
+        self.catch_up(&mut conn, &info, 1).await?;
+        self.watch(conn, info).await
+    }
+
+    /// The live phase: IDLE (or poll), then fetch everything above the last UID seen.
+    async fn watch(&mut self, mut conn: Connection, info: FolderInfo) -> Result<()> {
+        let interval = self
+            .server
+            .idle_interval()
+            .min(Duration::from_secs(self.mailbox.poll_secs));
+        loop {
+            let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+            // Anything that arrived between the last fetch and now is caught here, before
+            // IDLE, so no message waits for the next one to wake us (field case BUG-04).
+            self.catch_up(&mut conn, &info, from).await?;
+            conn.drain_unsolicited();
+            let end = if conn.caps.idle {
+                let (back, end) = conn.idle(interval, &self.stop).await?;
+                conn = back;
+                end
+            } else {
+                self.poll_wait(interval).await
+            };
+            if end == IdleEnd::Interrupted || *self.stop.borrow() {
+                conn.logout().await;
+                return Ok(());
+            }
+            if !conn.caps.idle {
+                conn.noop().await?;
+            }
+        }
+    }
+
+    async fn poll_wait(&mut self, interval: Duration) -> IdleEnd {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => IdleEnd::Timeout,
+            _ = stop.wait_for(|s| *s) => IdleEnd::Interrupted,
+        }
+    }
+
+    /// Folders this mailbox needs: one per agent of its team, and the automated folder.
+    fn folders(&self) -> Vec<String> {
+        let mut folders: Vec<String> = self
+            .config
+            .team_folders(&self.mailbox.team)
+            .keys()
+            .map(|name| format!("{}/{}", self.mailbox.assigned_root, name))
+            .collect();
+        folders.push(self.mailbox.automated_folder.clone());
+        folders
+    }
+
+    /// Records the inbox's UIDVALIDITY; a change only means UIDs are renumbered. Identities,
+    /// not UIDs, say what was handled, so a full rescan finds the truth (field case BUG-02).
+    fn check_uid_validity(&self, info: &FolderInfo) -> Result<()> {
+        let mut state = self.store.sync_state(&self.mailbox.name)?;
+        if state.uid_validity.is_some_and(|v| v != info.uid_validity) {
+            warn!(mailbox = %self.mailbox.name, old = ?state.uid_validity, new = info.uid_validity,
+                  "UIDVALIDITY changed; resynchronising by message identity");
+            state.last_uid = 0;
+        }
+        state.uid_validity = Some(info.uid_validity);
+        state.last_contact = Some(self.clock.now());
+        state.last_error = None;
+        self.store.set_sync_state(&self.mailbox.name, &state)
+    }
+
+    /// Handles every inbox message with UID >= `from`, in batches, oldest first.
+    async fn catch_up(
+        &mut self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        from: u32,
+    ) -> Result<()> {
+        let uids = conn.uids_from(from).await?;
+        let mut todo = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if !self.given_up(info.uid_validity, uid)? {
+                todo.push(uid);
+            }
+        }
+        for chunk in todo.chunks(self.mailbox.fetch_batch as usize) {
+            self.batch(conn, info, chunk).await?;
+            if *self.stop.borrow() {
+                break;
+            }
+        }
+        let mut state = self.store.sync_state(&self.mailbox.name)?;
+        state.last_contact = Some(self.clock.now());
+        self.store.set_sync_state(&self.mailbox.name, &state)
+    }
+
+    fn given_up(&self, uid_validity: u32, uid: u32) -> Result<bool> {
+        let entry = self
+            .store
+            .quarantined_uid(&self.mailbox.name, uid_validity, uid)?;
+        Ok(entry.is_some_and(|q| q.attempts >= FETCH_ATTEMPTS))
+    }
+
+    /// One batch: fetch, decide and record all, make durable, then move.
+    async fn batch(
+        &mut self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        uids: &[u32],
+    ) -> Result<()> {
+        let fetched = self.fetch(conn, info, uids).await?;
+        let mut placements = Vec::new();
+        let mut seen = HashSet::new();
+        for item in &fetched {
+            seen.insert(item.uid);
+            match message::parse(&item.raw, item.size) {
+                Ok(envelope) => {
+                    if let Some(p) = self.place(&envelope, item.uid, item.internal_date)? {
+                        placements.push(p);
+                    }
+                }
+                Err(failure) => self.quarantine(info, item.uid, &failure)?,
+            }
+        }
+        for uid in uids.iter().filter(|u| !seen.contains(u)) {
+            self.quarantine(info, *uid, &ParseFailure::NoData)?;
+        }
+        self.store.flush()?;
+        self.apply(conn, info, placements).await?;
+        let mut state = self.store.sync_state(&self.mailbox.name)?;
+        state.last_uid = state.last_uid.max(uids.iter().copied().max().unwrap_or(0));
+        self.store.set_sync_state(&self.mailbox.name, &state)
+    }
+
+    /// Fetches a batch; suspects are fetched one by one so a poison message only costs itself.
+    async fn fetch(
+        &mut self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        uids: &[u32],
+    ) -> Result<Vec<crate::imap::Fetched>> {
+        let cap = self.mailbox.body_fetch_bytes;
+        if !uids.iter().any(|u| self.suspects.contains(u)) {
+            match conn.fetch_for_routing(uids, cap).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(err) => {
+                    self.suspects.extend(uids);
+                    return Err(err.context("batch fetch failed; retrying its messages one by one"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for &uid in uids {
+            match conn.fetch_for_routing(&[uid], cap).await {
+                Ok(fetched) => out.extend(fetched),
+                Err(err) => {
+                    let failure = format!("fetch failed: {err:#}");
+                    self.record_quarantine(info, uid, &failure)?;
+                    return Err(err.context(format!("fetching UID {uid}")));
+                }
+            }
+        }
+        self.suspects.retain(|u| !uids.contains(u));
+        Ok(out)
+    }
+
+    fn quarantine(&self, info: &FolderInfo, uid: u32, failure: &ParseFailure) -> Result<()> {
+        let retryable = matches!(
+            failure,
+            ParseFailure::NoData | ParseFailure::RetrievalFailed
+        );
+        let attempts = self.record_quarantine(info, uid, &failure.to_string())?;
+        if !retryable && attempts < FETCH_ATTEMPTS {
+            // A parse failure is a property of the bytes: retrying cannot help, so it is final.
+            let entry = self
+                .store
+                .quarantined_uid(&self.mailbox.name, info.uid_validity, uid)?;
+            if let Some(entry) = entry {
+                let final_entry = Quarantined {
+                    attempts: FETCH_ATTEMPTS - 1,
+                    ..entry
+                };
+                self.store.quarantine(
+                    final_entry,
+                    self.event(
+                        EventKind::Quarantined,
+                        None,
+                        None,
+                        "final: unparseable".into(),
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_quarantine(&self, info: &FolderInfo, uid: u32, reason: &str) -> Result<u32> {
+        let record = Quarantined {
+            mailbox: self.mailbox.name.clone(),
+            folder: self.mailbox.inbox.clone(),
+            uid_validity: info.uid_validity,
+            uid,
+            reason: reason.to_string(),
+            attempts: 0,
+            at: self.clock.now(),
+        };
+        let detail = format!("UID {uid} set aside: {reason}");
+        let attempts = self.store.quarantine(
+            record,
+            self.event(EventKind::Quarantined, None, None, detail),
+        )?;
+        warn!(mailbox = %self.mailbox.name, uid, reason, attempts, "message quarantined");
+        Ok(attempts)
+    }
+
+    /// Decides (or re-finds the earlier decision for) one message; records it; says where it goes.
+    fn place(
+        &self,
+        envelope: &Envelope,
+        uid: u32,
+        arrived: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<Placement>> {
+        let name = &self.mailbox.name;
+        if let Some(record) = self.store.message(name, &envelope.identity)? {
+            return Ok(self.resume(record, uid));
+        }
+        let decision = decide(envelope, &self.mailbox, &self.config, &self.store)?;
+        debug!(mailbox = %name, uid, identity = %envelope.identity, outcome = ?decision.outcome, "decided");
+        let now = self.clock.now();
+        let state = match decision.folder {
+            Some(_) => MessageState::Pending {
+                folder: decision.folder.clone(),
+            },
+            None => MessageState::Left,
+        };
+        let record = MessageRecord {
+            identity: envelope.identity.clone(),
+            mailbox: name.clone(),
+            message_id: envelope.message_id.clone(),
+            conversation: decision.conversation.clone().unwrap_or_default(),
+            owner: decision.owner.clone(),
+            state,
+            arrived,
+            decided_at: now,
+            subject: envelope.subject.clone(),
+            from: envelope.from.as_ref().map(|p| p.address.clone()),
+        };
+        let kind = match decision.outcome {
+            Outcome::FollowUp => EventKind::FollowUp,
+            Outcome::Assigned => EventKind::Assigned,
+            Outcome::Automated | Outcome::Unassigned => EventKind::Left,
+        };
+        let mut event = self.event(
+            kind,
+            Some(envelope.identity.clone()),
+            decision.owner.clone(),
+            decision.summary.clone(),
+        );
+        event.at = now;
+        let conversation = self.store.commit(&Commit {
+            new_conversation: decision.conversation.is_none(),
+            message: record,
+            thread_ids: decision.thread_ids.clone(),
+            rotation: decision.rotation.clone(),
+            event,
+        })?;
+        info!(mailbox = %name, uid, conversation, agent = decision.owner.as_deref().unwrap_or("-"), "{}", decision.summary);
+        Ok(decision.folder.map(|folder| Placement {
+            uid,
+            identity: envelope.identity.clone(),
+            folder: Some(folder),
+            owner: decision.owner,
+        }))
+    }
+
+    /// A message postroom already decided on is in the inbox again.
+    fn resume(&self, record: MessageRecord, uid: u32) -> Option<Placement> {
+        match record.state {
+            // Decided before a crash or a lost connection: finish the same decision.
+            MessageState::Pending { folder } => folder.map(|folder| Placement {
+                uid,
+                identity: record.identity,
+                folder: Some(folder),
+                owner: record.owner,
+            }),
+            MessageState::Left => None,
+            // TODO: A person moved a filed message back to the inbox; issue 5 asks for it to be
+            // unassigned and routed again. Until that lands it is filed with its owner again.
+            MessageState::Filed { folder } => Some(Placement {
+                uid,
+                identity: record.identity,
+                folder: Some(folder),
+                owner: record.owner,
+            }),
+        }
+    }
+
+    /// Moves placed messages, grouped by folder, and records where they landed.
+    async fn apply(
+        &self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        placements: Vec<Placement>,
+    ) -> Result<()> {
+        let mut by_folder: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+        for p in placements {
+            if let Some(folder) = p.folder.clone() {
+                by_folder.entry(folder).or_default().push(p);
+            }
+        }
+        for (folder, group) in by_folder {
+            let uids: Vec<u32> = group.iter().map(|p| p.uid).collect();
+            if info.keywords {
+                self.mark_owner(conn, &group).await?;
+            }
+            conn.move_uids(&uids, &folder).await?;
+            for p in &group {
+                let detail = format!("filed in {folder}");
+                let event = self.event(
+                    EventKind::Filed,
+                    Some(p.identity.clone()),
+                    p.owner.clone(),
+                    detail,
+                );
+                self.store.mark_filed(
+                    &self.mailbox.name,
+                    &p.identity,
+                    MessageState::Filed {
+                        folder: folder.clone(),
+                    },
+                    event,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an owner keyword where the server keeps keywords; folders stay the primary mark.
+    async fn mark_owner(&self, conn: &mut Connection, group: &[Placement]) -> Result<()> {
+        let mut by_owner: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for p in group {
+            if let Some(owner) = &p.owner {
+                by_owner.entry(owner).or_default().push(p.uid);
+            }
+        }
+        for (owner, uids) in by_owner {
+            conn.add_keyword(&uids, &owner_keyword(owner)).await?;
+        }
+        Ok(())
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        identity: Option<String>,
+        agent: Option<String>,
+        detail: String,
+    ) -> Event {
+        Event {
+            at: self.clock.now(),
+            kind,
+            mailbox: self.mailbox.name.clone(),
+            conversation: None,
+            identity,
+            agent,
+            detail,
+        }
+    }
+}
+
+/// The IMAP keyword naming an owner: an atom, so anything outside `[A-Za-z0-9_-]` becomes `_`.
+pub fn owner_keyword(agent: &str) -> String {
+    let atom: String = agent
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("postroom_owner_{atom}")
+}
+
+/// Exchange's throttling reply names how long to wait:
+/// `Request is throttled. Suggested Backoff Time: 299961 milliseconds`.
+fn throttle_hint(err: &anyhow::Error) -> Option<Duration> {
+    let text = format!("{err:#}");
+    let rest = text.split("Suggested Backoff Time:").nth(1)?;
+    let millis: u64 = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_millis(millis))
+}
+
+/// Adds up to 25% random jitter so many mailboxes behind one server do not reconnect in step.
+fn jitter(wait: Duration) -> Duration {
+    let extra = wait.as_millis() as u64 / 4;
+    wait + Duration::from_millis(fastrand::u64(0..=extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchange_throttle_hint_is_read() {
+        let err = anyhow::anyhow!(
+            "BAD Request is throttled. Suggested Backoff Time: 120000 milliseconds"
+        );
+        assert_eq!(throttle_hint(&err), Some(Duration::from_secs(120)));
+        assert_eq!(throttle_hint(&anyhow::anyhow!("connection reset")), None);
+    }
+
+    #[test]
+    fn owner_keywords_are_atoms() {
+        assert_eq!(owner_keyword("alice"), "postroom_owner_alice");
+        assert_eq!(owner_keyword("zoë (x)"), "postroom_owner_zo___x_");
+    }
+}
