@@ -147,12 +147,18 @@ impl Worker {
             .server
             .idle_interval()
             .min(Duration::from_secs(self.mailbox.poll_secs));
+        let mut announced = false;
         loop {
             let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
             // Anything that arrived between the last fetch and now is caught here, before
             // IDLE, so no message waits for the next one to wake us (field case BUG-04).
             self.catch_up(&mut conn, &info, from).await?;
             conn.drain_unsolicited();
+            if !announced {
+                let how = if conn.caps.idle { "IDLE" } else { "polling" };
+                info!(mailbox = %self.mailbox.name, "caught up; watching for new mail ({how})");
+                announced = true;
+            }
             let end = if conn.caps.idle {
                 let (back, end) = conn.idle(interval, &self.stop).await?;
                 conn = back;

@@ -1,0 +1,61 @@
+//! `postroom check-config` reports every mistake at once, each with its key and line.
+
+use std::process::Command;
+
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postroom.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_postroom"))
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn several_mistakes_are_named_at_once_with_key_and_line() {
+    let (code, out) = check(
+        "[[server]]\nname = \"exchange\"\nhost = \"mail.example.test\"\nsecurity = \"plain\"\n\n\
+         [[mailbox]]\nname = \"support\"\nserver = \"exchnage\"\nlogin = 'EX\\svc\\support'\n\
+         pasword = \"x\"\nteam = \"support\"\n\n\
+         [[team]]\nname = \"support\"\nagents = [\"alice\", \"bobb\"]\n\n\
+         [[agent]]\nid = \"alice\"\nname = \"Alice/Example\"\n\n\
+         [[agent]]\nid = \"carol\"\nname = \"Carol\"\n",
+    );
+    assert_eq!(code, 2, "{out}");
+    for expected in [
+        "line 4: server[0].security",
+        "line 8: mailbox[0].server: no [[server]] is named `exchnage`",
+        "line 10: mailbox[0].pasword: unknown key (hint: did you mean `password`?",
+        "mailbox[0].login: no password is configured",
+        "line 15: team[0].agents: no [[agent]] has id `bobb`",
+        "line 19: agent[0].name",
+        "line 22: agent[1].id: agent `carol` is not in any team",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let (code, out) = check("[daemon]\nstate_dir = \n");
+    assert_eq!(code, 2);
+    assert!(out.contains("line 2"), "{out}");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_postroom"))
+        .args(["--config", example, "check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,296 @@
+//! The main job against a real Dovecot: catch-up, IDLE, threads, restarts, and a server without
+//! MOVE or keywords. Every assertion reads the mailbox over IMAP; the store is checked after the
+//! daemon has stopped.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::{agent_folder, agent_folders, mail, placement, wait_all_filed, wait_watching, Site};
+use postroom::store::EventKind;
+use postroom_testkit::{wait_for, Flavor};
+
+const FILE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Asserts every Message-ID sits in exactly one folder, and none in the inbox.
+fn assert_each_once(all: &[(String, Option<String>)], expected: usize) {
+    let mut seen: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (folder, id) in all {
+        let id = id.as_deref().expect("every test message has a Message-ID");
+        seen.entry(id).or_default().push(folder);
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, f)| f.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "messages in more than one place: {twice:?}"
+    );
+    assert_eq!(seen.len(), expected, "distinct messages");
+    assert!(
+        all.iter().all(|(f, _)| f != "INBOX"),
+        "messages left in the inbox"
+    );
+}
+
+/// Each identity was decided exactly once across the daemon's whole history.
+fn assert_decided_once(site: &Site, expected: usize) {
+    let store = site.store();
+    let mut decisions: BTreeMap<String, usize> = BTreeMap::new();
+    for event in store.events().expect("events") {
+        if matches!(
+            event.kind,
+            EventKind::Assigned | EventKind::FollowUp | EventKind::Left
+        ) {
+            *decisions
+                .entry(event.identity.expect("identity"))
+                .or_default() += 1;
+        }
+    }
+    let repeated: Vec<_> = decisions.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "decided more than once: {repeated:?}");
+    assert_eq!(decisions.len(), expected, "decisions recorded");
+}
+
+#[tokio::test]
+async fn a_backlog_of_real_mail_is_filed_once_and_spread_evenly() {
+    let site = Site::new(Flavor::Standard, "backlog");
+    let mut client = site.client().await;
+    let messages = common::ham(120);
+    for raw in &messages {
+        client.append("INBOX", raw).await.unwrap();
+    }
+    let mut daemon = site.start();
+    wait_all_filed(&mut client, messages.len(), FILE_LIMIT)
+        .await
+        .unwrap();
+    daemon.sigterm().unwrap();
+    assert!(
+        daemon
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .unwrap()
+            .success(),
+        "{}",
+        daemon.output()
+    );
+
+    let all = placement(&mut client).await.unwrap();
+    assert_each_once(&all, messages.len());
+    assert!(
+        !daemon.output().contains("Seen"),
+        "postroom must never touch \\Seen"
+    );
+    let store = site.store();
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    for conv in store.conversations(Some("support")).unwrap() {
+        if let Some(owner) = conv.owner {
+            *load.entry(owner).or_default() += 1;
+        }
+    }
+    let (min, max) = (load.values().min().unwrap(), load.values().max().unwrap());
+    assert!(
+        max - min <= 1,
+        "round robin must stay within one conversation: {load:?}"
+    );
+    drop(store);
+    assert_decided_once(&site, messages.len());
+}
+
+#[tokio::test]
+async fn mail_appended_during_idle_is_filed_within_three_seconds() {
+    let site = Site::new(Flavor::Standard, "idle");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    let appended = Instant::now();
+    client
+        .append(
+            "INBOX",
+            &mail("idle-1@customer.example.test", "Printer down", None),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the message in an agent folder",
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        async || {
+            let all = placement(&mut client).await?;
+            Ok(all.iter().any(|(f, _)| agent_folders().contains(f)))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.output()));
+    assert!(appended.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_reply_follows_its_threads_owner() {
+    let site = Site::new(Flavor::Standard, "thread");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    // Three new conversations put the rotation past the first one's owner.
+    for i in 0..3 {
+        let raw = mail(
+            &format!("root-{i}@c.example.test"),
+            &format!("Question {i}"),
+            None,
+        );
+        client.append("INBOX", &raw).await.unwrap();
+    }
+    wait_all_filed(&mut client, 3, FILE_LIMIT).await.unwrap();
+    let reply = mail(
+        "reply-0@c.example.test",
+        "Re: Question 0",
+        Some("root-0@c.example.test"),
+    );
+    client.append("INBOX", &reply).await.unwrap();
+    wait_all_filed(&mut client, 4, FILE_LIMIT).await.unwrap();
+    let all = placement(&mut client).await.unwrap();
+    let folder_of = |id: &str| {
+        all.iter()
+            .find(|(_, m)| m.as_deref() == Some(id))
+            .map(|(f, _)| f.clone())
+    };
+    assert_eq!(
+        folder_of("reply-0@c.example.test"),
+        folder_of("root-0@c.example.test")
+    );
+    assert_eq!(
+        folder_of("root-0@c.example.test"),
+        Some(agent_folder("alice"))
+    );
+}
+
+#[tokio::test]
+async fn a_restart_neither_reassigns_nor_misses_mail_that_came_meanwhile() {
+    let site = Site::new(Flavor::Standard, "restart");
+    let mut client = site.client().await;
+    for i in 0..10 {
+        client
+            .append(
+                "INBOX",
+                &mail(&format!("before-{i}@c.example.test"), "Before", None),
+            )
+            .await
+            .unwrap();
+    }
+    let mut daemon = site.start();
+    wait_all_filed(&mut client, 10, FILE_LIMIT).await.unwrap();
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+    let before = placement(&mut client).await.unwrap();
+
+    for i in 0..5 {
+        client
+            .append(
+                "INBOX",
+                &mail(&format!("during-{i}@c.example.test"), "While down", None),
+            )
+            .await
+            .unwrap();
+    }
+    let reply = mail(
+        "during-reply@c.example.test",
+        "Re: Before",
+        Some("before-3@c.example.test"),
+    );
+    client.append("INBOX", &reply).await.unwrap();
+    let mut daemon = site.start();
+    wait_all_filed(&mut client, 16, FILE_LIMIT).await.unwrap();
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+
+    let after = placement(&mut client).await.unwrap();
+    assert_each_once(&after, 16);
+    for entry in &before {
+        assert!(after.contains(entry), "{entry:?} moved after the restart");
+    }
+    let folder_of = |id: &str| {
+        after
+            .iter()
+            .find(|(_, m)| m.as_deref() == Some(id))
+            .map(|(f, _)| f.clone())
+    };
+    assert_eq!(
+        folder_of("during-reply@c.example.test"),
+        folder_of("before-3@c.example.test")
+    );
+    assert_decided_once(&site, 16);
+}
+
+#[tokio::test]
+async fn a_server_without_move_or_keywords_still_gets_every_message_filed() {
+    let site = Site::new(Flavor::ExchangeLike, "exchange");
+    let mut client = site.client().await;
+    assert!(!client.has_capability("MOVE"));
+    let messages = common::ham(40);
+    for raw in &messages {
+        client.append("INBOX", raw).await.unwrap();
+    }
+    let mut daemon = site.start();
+    wait_all_filed(&mut client, messages.len(), FILE_LIMIT)
+        .await
+        .unwrap();
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+    assert!(
+        daemon.output().contains("folder only"),
+        "mode must be logged: {}",
+        daemon.output()
+    );
+    let all = placement(&mut client).await.unwrap();
+    assert_each_once(&all, messages.len());
+    for folder in agent_folders() {
+        for (uid, _) in client.message_ids(&folder).await.unwrap() {
+            let flags = client.flags(&folder, uid).await.unwrap();
+            assert!(
+                flags.iter().all(|f| !f.starts_with("postroom")),
+                "keyword stored: {flags:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn killed_mid_backlog_and_restarted_every_message_is_handled_once() {
+    let site = Site::new(Flavor::Standard, "sigkill");
+    let mut client = site.client().await;
+    let messages = common::ham(200);
+    for raw in &messages {
+        client.append("INBOX", raw).await.unwrap();
+    }
+    for round in 0..3 {
+        let mut daemon = site.start();
+        let pause = Duration::from_millis(150 + 200 * round);
+        tokio::time::sleep(pause).await;
+        daemon.sigkill().unwrap();
+        let _ = daemon.wait_exit(Duration::from_secs(10)).await;
+    }
+    let mut daemon = site.start();
+    wait_all_filed(&mut client, messages.len(), FILE_LIMIT)
+        .await
+        .unwrap();
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+    let all = placement(&mut client).await.unwrap();
+    assert_each_once(&all, messages.len());
+    assert_decided_once(&site, messages.len());
+}
