@@ -70,16 +70,30 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => {
-            let store = open_store(&config.daemon.state_dir)?;
-            print!("{}", crate::status::render(&config, &store)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Status => request(&config, &crate::control::Request::Status),
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             runtime.block_on(crate::daemon::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Sends a request to the running daemon, or carries it out on the store when none runs.
+fn request(config: &Config, request: &crate::control::Request) -> Result<ExitCode> {
+    let reply = match crate::control::ask(&config.daemon.state_dir, request)? {
+        Some(reply) => reply,
+        None => {
+            let store = open_store(&config.daemon.state_dir)?;
+            crate::control::handle(request, config, &store)
+        }
+    };
+    if reply.ok {
+        print!("{}", reply.output);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {}", reply.output);
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -44,11 +44,19 @@ pub async fn run(config: Config) -> Result<()> {
         )?;
         tasks.push(tokio::spawn(worker.run()));
     }
+    let control = tokio::spawn(crate::control::serve(
+        config.clone(),
+        store.clone(),
+        stop_rx.clone(),
+    ));
     info!(mailboxes = tasks.len(), "postroom running");
     wait_for_signal().await?;
     info!("stopping: finishing in-flight messages");
     let _ = stop_tx.send(true);
     let all = futures::future::join_all(tasks);
+    if let Ok(Err(err)) = control.await {
+        warn!(error = %format!("{err:#}"), "control socket failed");
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         warn!(
             "some mailboxes did not stop within {}s",

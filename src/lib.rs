@@ -11,7 +11,8 @@
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
-//! - [`status`]: reads the store for `postroom status`.
+//! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
+//!   daemon, since only one process may open the store.
 //!
 //! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_check;
+pub mod control;
 pub mod daemon;
 pub mod decide;
 pub mod imap;
