@@ -155,6 +155,17 @@ pub struct MailboxConfig {
     /// never work for an agent.
     #[serde(default = "default_automated_folder")]
     pub automated_folder: String,
+    /// Where agents drag finished conversations; a message moved here closes its conversation.
+    #[serde(default = "default_done_folder")]
+    pub done_folder: String,
+    /// How often the managed folders are checked for what people moved, in seconds. Each IDLE
+    /// needs its own connection, so folders other than the inbox are polled, cheaply (STATUS).
+    #[serde(default = "default_folder_poll_secs")]
+    pub folder_poll_secs: u64,
+    /// How often every managed folder is compared with the store in full, in seconds; this is
+    /// how deletions and moves out of sight are noticed.
+    #[serde(default = "default_reconcile_secs")]
+    pub reconcile_secs: u64,
     /// How many messages to fetch per round trip during catch-up.
     #[serde(default = "default_batch")]
     pub fetch_batch: u32,
@@ -177,6 +188,18 @@ fn default_assigned_root() -> String {
 
 fn default_automated_folder() -> String {
     "Automated".to_string()
+}
+
+fn default_done_folder() -> String {
+    "Done".to_string()
+}
+
+fn default_folder_poll_secs() -> u64 {
+    30
+}
+
+fn default_reconcile_secs() -> u64 {
+    600
 }
 
 fn default_batch() -> u32 {

@@ -9,6 +9,7 @@
 //! - [`decide`] with [`assign`]: the pure decision (conversation, owner, folder), shared by `run`
 //!   and `explain`, testable without a server.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
+//! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
 //! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod decide;
 pub mod imap;
 pub mod message;
+pub mod outlook;
 pub mod secret;
 pub mod status;
 pub mod store;

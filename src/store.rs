@@ -34,6 +34,8 @@ pub enum MessageState {
     },
     /// Decided to stay where it arrived (ignored or left unassigned).
     Left,
+    /// No longer in any folder postroom watches: deleted, or moved out of its sight.
+    Gone,
 }
 
 /// One handled message.
@@ -92,6 +94,9 @@ pub struct Conversation {
     pub subject: String,
     /// Sender of its first message.
     pub from: Option<String>,
+    /// When it was last closed, if it is closed.
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// What kind of thing happened.
@@ -110,6 +115,16 @@ pub enum EventKind {
     Quarantined,
     /// Something was found different from the record and put right.
     Reconciled,
+    /// A person (or an admin command) gave a conversation to another agent.
+    Reassigned,
+    /// A person took a conversation away from its owner (moved back to the inbox, released).
+    Released,
+    /// The conversation was closed (moved to Done, deleted, or closed by command).
+    Closed,
+    /// A closed conversation got a follow-up and is open again.
+    Reopened,
+    /// An agent was marked away or back at run time.
+    Availability,
 }
 
 /// One line of history.
@@ -190,6 +205,7 @@ pub struct Store {
     sync: sled::Tree,
     events: sled::Tree,
     quarantine: sled::Tree,
+    agents: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
@@ -216,6 +232,7 @@ impl Store {
             sync: tree("sync")?,
             events: tree("events")?,
             quarantine: tree("quarantine")?,
+            agents: tree("agents")?,
             db,
         })
     }
@@ -342,6 +359,29 @@ impl Store {
         unwrap_tx(result).context("record where the message was filed")
     }
 
+    /// Records a message's new place and owner, as found in the mailbox; `event` is written
+    /// with it.
+    pub fn relocate(
+        &self,
+        mailbox: &str,
+        identity: &str,
+        state: MessageState,
+        owner: Option<String>,
+        event: Event,
+    ) -> Result<()> {
+        let key = pair(mailbox, identity);
+        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+            let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
+                return Ok(());
+            };
+            record.state = state.clone();
+            record.owner = owner.clone();
+            put_json(messages, &key, &record)?;
+            put_event(events, &event)
+        });
+        unwrap_tx(result).context("record where the message is")
+    }
+
     /// Sync progress of a mailbox.
     pub fn sync_state(&self, mailbox: &str) -> Result<SyncState> {
         Ok(get_json(&self.sync, mailbox.as_bytes())?.unwrap_or_default())
@@ -401,6 +441,117 @@ impl Store {
     pub fn events(&self) -> Result<Vec<Event>> {
         scan_json(&self.events, b"")
     }
+
+    /// Events about one conversation, oldest first.
+    pub fn history(&self, conversation: &str) -> Result<Vec<Event>> {
+        let all = self.events()?;
+        Ok(all.into_iter().filter(|e| e.conversation.as_deref() == Some(conversation)).collect())
+    }
+
+    /// The record of a message by its Message-ID (any mailbox), for admin commands.
+    pub fn message_by_id(&self, message_id: &str) -> Result<Option<MessageRecord>> {
+        let wanted = crate::message::clean_id(message_id);
+        for entry in self.messages.iter() {
+            let (_, bytes) = entry.context("scan messages")?;
+            let record: MessageRecord = serde_json::from_slice(&bytes)?;
+            if record.message_id.is_some() && record.message_id == wanted {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives a conversation to `owner` (or to nobody), moving its load; writes `event`.
+    pub fn set_owner(&self, conversation: &str, owner: Option<&str>, event: Event) -> Result<()> {
+        self.update_conversation(conversation, event, |conv, load| {
+            if conv.state == ConversationState::Open {
+                adjust_load(load, conv.owner.as_deref(), -1)?;
+                adjust_load(load, owner, 1)?;
+            }
+            conv.owner = owner.map(str::to_string);
+            Ok(())
+        })
+    }
+
+    /// Closes a conversation at `at`; its owner's open count drops. Closing twice is harmless.
+    pub fn close(&self, conversation: &str, at: DateTime<Utc>, event: Event) -> Result<()> {
+        self.update_conversation(conversation, event, |conv, load| {
+            if conv.state == ConversationState::Open {
+                adjust_load(load, conv.owner.as_deref(), -1)?;
+                conv.state = ConversationState::Closed;
+                conv.closed_at = Some(at);
+            }
+            Ok(())
+        })
+    }
+
+    /// Reopens a closed conversation; its owner's open count rises again.
+    pub fn reopen(&self, conversation: &str, event: Event) -> Result<()> {
+        self.update_conversation(conversation, event, |conv, load| {
+            if conv.state == ConversationState::Closed {
+                adjust_load(load, conv.owner.as_deref(), 1)?;
+                conv.state = ConversationState::Open;
+                conv.closed_at = None;
+            }
+            Ok(())
+        })
+    }
+
+    fn update_conversation(
+        &self,
+        conversation: &str,
+        event: Event,
+        change: impl Fn(&mut Conversation, &TransactionalTree) -> TxResult<()>,
+    ) -> Result<()> {
+        let trees = (&self.conversations, &self.load, &self.events);
+        let result = trees.transaction(|(conversations, load, events)| {
+            let key = conversation.as_bytes();
+            let Some(mut conv) = get_tx::<Conversation>(conversations, key)? else {
+                return Err(ConflictableTransactionError::Abort(format!(
+                    "no conversation {conversation}"
+                )));
+            };
+            change(&mut conv, load)?;
+            put_json(conversations, key, &conv)?;
+            let mut event = event.clone();
+            event.conversation = Some(conv.id.clone());
+            put_event(events, &event)
+        });
+        unwrap_tx(result).with_context(|| format!("update conversation {conversation}"))
+    }
+
+    /// Where folder polling last got to in one folder.
+    pub fn folder_sync(&self, mailbox: &str, folder: &str) -> Result<Option<FolderSync>> {
+        get_json(&self.sync, &pair(mailbox, folder))
+    }
+
+    /// Records folder polling progress.
+    pub fn set_folder_sync(&self, mailbox: &str, folder: &str, state: &FolderSync) -> Result<()> {
+        let bytes = serde_json::to_vec(state)?;
+        self.sync.insert(pair(mailbox, folder), bytes).context("write folder sync state")?;
+        Ok(())
+    }
+
+    /// Marks an agent away (or back) at run time.
+    pub fn set_agent_away(&self, agent: &str, away: bool, event: Event) -> Result<()> {
+        self.agents.insert(agent.as_bytes(), &[u8::from(away)]).context("write availability")?;
+        self.append_event(&event)
+    }
+
+    /// True when an agent was marked away at run time.
+    pub fn agent_away(&self, agent: &str) -> Result<bool> {
+        let value = self.agents.get(agent).context("read availability")?;
+        Ok(value.is_some_and(|v| v.first() == Some(&1)))
+    }
+}
+
+/// Polling progress of one managed folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSync {
+    /// UIDVALIDITY when `uid_next` was recorded.
+    pub uid_validity: u32,
+    /// The UIDNEXT up to which arrivals have been examined.
+    pub uid_next: u32,
 }
 
 /// Creates or updates the conversation inside the commit transaction; keeps agent loads right.
@@ -418,14 +569,19 @@ fn write_conversation(
     };
     let conversation = match existing {
         Some(mut conv) => {
-            if conv.owner != message.owner {
+            if conv.state == ConversationState::Open && conv.owner != message.owner {
                 adjust_load(load, conv.owner.as_deref(), -1)?;
                 adjust_load(load, message.owner.as_deref(), 1)?;
             }
             conv.owner = message.owner.clone();
             conv.messages += 1;
             conv.last_message = conv.last_message.max(arrived);
-            conv.state = ConversationState::Open;
+            if conv.state == ConversationState::Closed {
+                // A closed conversation holds no load; reopening gives its owner one again.
+                adjust_load(load, conv.owner.as_deref(), 1)?;
+                conv.state = ConversationState::Open;
+                conv.closed_at = None;
+            }
             conv
         }
         None => {
@@ -440,6 +596,7 @@ fn write_conversation(
                 messages: 1,
                 subject: message.subject.clone(),
                 from: message.from.clone(),
+                closed_at: None,
             }
         }
     };

@@ -381,16 +381,39 @@ impl Connection {
         Ok(())
     }
 
-    /// UIDNEXT of a folder by STATUS, without selecting it.
-    pub async fn uid_next(&mut self, folder: &str) -> Result<Option<u32>> {
+    /// UIDNEXT, UIDVALIDITY and message count of a folder by STATUS, without selecting it.
+    pub async fn status(&mut self, folder: &str) -> Result<FolderInfo> {
         let wire = self.wire_name(folder);
-        let mailbox = timed(
-            self.timeout,
-            "STATUS",
-            self.session.status(&wire, "(UIDNEXT UIDVALIDITY)"),
-        )
+        let what = format!("STATUS {folder}");
+        let query = "(UIDNEXT UIDVALIDITY MESSAGES)";
+        let mailbox = timed(self.timeout, &what, self.session.status(&wire, query)).await?;
+        Ok(FolderInfo {
+            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            uid_next: mailbox.uid_next,
+            exists: mailbox.exists,
+            keywords: false,
+        })
+    }
+
+    /// Message-IDs of every message in the selected folder, by UID: the cheap listing that
+    /// reconciliation compares with the store.
+    pub async fn message_ids(&mut self) -> Result<Vec<(u32, Option<String>)>> {
+        let query = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
+        let fetches = timed(self.timeout, "UID FETCH (MESSAGE-ID)", async {
+            self.session.uid_fetch("1:*", query).await?.try_collect::<Vec<Fetch>>().await
+        })
         .await?;
-        Ok(mailbox.uid_next)
+        Ok(fetches
+            .iter()
+            .filter_map(|f| {
+                let uid = f.uid?;
+                let header = f.header().map(String::from_utf8_lossy).unwrap_or_default();
+                let id = header
+                    .split_once(':')
+                    .and_then(|(_, v)| crate::message::clean_id(&v.replace(['\r', '\n'], " ")));
+                Some((uid, id))
+            })
+            .collect())
     }
 
     /// NOOP: a cheap way to hear pending news and prove the connection lives.

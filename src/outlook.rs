@@ -1,0 +1,271 @@
+//! Picking up what people do in Outlook: drags between folders become postroom's truth.
+//!
+//! Agents never open postroom. They drag a message to a colleague's folder (a reassignment), to
+//! `Done` (a close), or back to the inbox (route it again), or they delete it. The mailbox is the
+//! visible truth, so what is found there wins over the store.
+//!
+//! Watching costs no extra connection: between IDLEs the worker asks STATUS of each managed
+//! folder (cheap), and only a folder whose UIDNEXT moved is selected and its new messages read.
+//! Removals leave no new UID anywhere postroom looks (a delete, a move to an unmanaged folder),
+//! so [`Watcher::reconcile`] compares each folder's Message-IDs with the store on start and on a
+//! schedule.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+use crate::config::{Config, MailboxConfig};
+use crate::imap::Connection;
+use crate::message::{self, Envelope};
+use crate::store::{
+    Commit, ConversationState, Event, EventKind, FolderSync, MessageRecord, MessageState, Store,
+};
+
+/// What a managed folder means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// `Assigned/<name>`: the agent with this id owns what is in it.
+    Agent(String),
+    /// Finished conversations.
+    Done,
+    /// Automatic mail, nobody's work.
+    Automated,
+}
+
+/// A folder postroom watches, with its decoded name.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    /// `/`-separated, decoded.
+    pub folder: String,
+    /// What a message in it means.
+    pub role: Role,
+}
+
+/// The managed folders of a mailbox: one per agent of its team, Done, and Automated.
+pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed> {
+    let mut out: Vec<Managed> = config
+        .team_folders(&mailbox.team)
+        .into_iter()
+        .map(|(name, id)| Managed {
+            folder: format!("{}/{}", mailbox.assigned_root, name),
+            role: Role::Agent(id),
+        })
+        .collect();
+    out.push(Managed { folder: mailbox.done_folder.clone(), role: Role::Done });
+    out.push(Managed { folder: mailbox.automated_folder.clone(), role: Role::Automated });
+    out
+}
+
+/// Turns what is found in managed folders into store updates for one mailbox.
+pub struct Watcher<'a> {
+    /// The mailbox's config.
+    pub mailbox: &'a MailboxConfig,
+    /// The whole config, for agent names.
+    pub config: &'a Config,
+    /// The store.
+    pub store: &'a Store,
+    /// The current time.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Watcher<'_> {
+    /// Reads new arrivals in every managed folder whose UIDNEXT moved. Leaves the inbox
+    /// selected again if anything else was selected. Returns how many arrivals were examined.
+    pub async fn poll(&self, conn: &mut Connection) -> Result<usize> {
+        let mut examined = 0;
+        for managed in managed_folders(self.mailbox, self.config) {
+            let status = conn.status(&managed.folder).await?;
+            let previous = self.store.folder_sync(&self.mailbox.name, &managed.folder)?;
+            let from = match previous {
+                Some(p) if p.uid_validity == status.uid_validity => p.uid_next,
+                _ => 1,
+            };
+            let next = status.uid_next.unwrap_or(0);
+            if next <= from {
+                continue;
+            }
+            conn.select(&managed.folder).await?;
+            examined += self.arrivals(conn, &managed, from).await?;
+            let sync = FolderSync { uid_validity: status.uid_validity, uid_next: next };
+            self.store.set_folder_sync(&self.mailbox.name, &managed.folder, &sync)?;
+        }
+        if examined > 0 {
+            conn.select(&self.mailbox.inbox).await?;
+        }
+        Ok(examined)
+    }
+
+    async fn arrivals(&self, conn: &mut Connection, managed: &Managed, from: u32) -> Result<usize> {
+        let uids = conn.uids_from(from).await?;
+        let mut count = 0;
+        for chunk in uids.chunks(self.mailbox.fetch_batch as usize) {
+            for fetched in conn.fetch_for_routing(chunk, self.mailbox.body_fetch_bytes).await? {
+                match message::parse(&fetched.raw, fetched.size) {
+                    Ok(envelope) => self.found(managed, &envelope, fetched.internal_date)?,
+                    Err(err) => warn!(mailbox = %self.mailbox.name, folder = %managed.folder,
+                        uid = fetched.uid, "unreadable message in a managed folder: {err}"),
+                }
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// A message is in `managed`: make the store agree.
+    fn found(
+        &self,
+        managed: &Managed,
+        envelope: &Envelope,
+        arrived: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<()> {
+        let Some(record) = self.store.message(&self.mailbox.name, &envelope.identity)? else {
+            return self.adopt(managed, envelope, arrived);
+        };
+        let here = MessageState::Filed { folder: managed.folder.clone() };
+        let ours = record.state == here
+            || record.state == MessageState::Pending { folder: Some(managed.folder.clone()) };
+        if ours {
+            if record.state != here {
+                let event = self.event(EventKind::Filed, &record, "move confirmed in the mailbox");
+                self.store.relocate(&self.mailbox.name, &record.identity, here, record.owner, event)?;
+            }
+            return Ok(());
+        }
+        self.moved_by_person(managed, record, here)
+    }
+
+    fn moved_by_person(&self, managed: &Managed, record: MessageRecord, here: MessageState) -> Result<()> {
+        let name = &self.mailbox.name;
+        let conv = self.store.conversation(&record.conversation)?;
+        let previous = conv.as_ref().and_then(|c| c.owner.clone());
+        match &managed.role {
+            Role::Agent(agent) => {
+                if conv.as_ref().is_some_and(|c| c.state == ConversationState::Closed) {
+                    let e = self.event(EventKind::Reopened, &record, "moved out of Done by a person");
+                    self.store.reopen(&record.conversation, e)?;
+                }
+                if previous.as_deref() != Some(agent) {
+                    let detail = format!(
+                        "reassigned from {} to {agent}: moved by a person in Outlook",
+                        previous.as_deref().unwrap_or("nobody")
+                    );
+                    info!(mailbox = %name, conversation = %record.conversation, agent, "{detail}");
+                    let mut e = self.event(EventKind::Reassigned, &record, &detail);
+                    e.agent = Some(agent.clone());
+                    self.store.set_owner(&record.conversation, Some(agent), e)?;
+                }
+                let e = self.event(EventKind::Reconciled, &record, &format!("now in {}", managed.folder));
+                self.store.relocate(name, &record.identity, here, Some(agent.clone()), e)
+            }
+            Role::Done => {
+                info!(mailbox = %name, conversation = %record.conversation, "closed: moved to Done");
+                let e = self.event(EventKind::Closed, &record, "closed: moved to Done by a person");
+                self.store.close(&record.conversation, self.now, e)?;
+                let e = self.event(EventKind::Reconciled, &record, &format!("now in {}", managed.folder));
+                self.store.relocate(name, &record.identity, here, previous, e)
+            }
+            Role::Automated => {
+                let e = self.event(EventKind::Reconciled, &record, "moved to the automated folder by a person");
+                self.store.relocate(name, &record.identity, here, record.owner.clone(), e)
+            }
+        }
+    }
+
+    /// A message postroom never decided on was put in a managed folder by a person (or the
+    /// store was lost): record it as the folder says.
+    fn adopt(
+        &self,
+        managed: &Managed,
+        envelope: &Envelope,
+        arrived: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<()> {
+        let related: Vec<String> =
+            envelope.references.iter().chain(envelope.in_reply_to.iter()).cloned().collect();
+        let existing = self.store.conversation_for(&self.mailbox.name, &related)?;
+        let owner = match &managed.role {
+            Role::Agent(agent) => Some(agent.clone()),
+            _ => existing.as_ref().and_then(|c| c.owner.clone()),
+        };
+        let record = MessageRecord {
+            identity: envelope.identity.clone(),
+            mailbox: self.mailbox.name.clone(),
+            message_id: envelope.message_id.clone(),
+            conversation: existing.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            owner: owner.clone(),
+            state: MessageState::Filed { folder: managed.folder.clone() },
+            arrived,
+            decided_at: self.now,
+            subject: envelope.subject.clone(),
+            from: envelope.from.as_ref().map(|p| p.address.clone()),
+        };
+        let detail = format!("found in {}; recorded as the folder says", managed.folder);
+        let mut event = self.event(EventKind::Assigned, &record, &detail);
+        event.agent = owner;
+        let conv = self.store.commit(&Commit {
+            new_conversation: existing.is_none(),
+            thread_ids: envelope.message_id.iter().chain(&envelope.original_message_id).cloned().collect(),
+            rotation: None,
+            message: record.clone(),
+            event,
+        })?;
+        if managed.role == Role::Done {
+            let e = self.event(EventKind::Closed, &record, "found in Done");
+            self.store.close(&conv, self.now, e)?;
+        }
+        Ok(())
+    }
+
+    /// Compares every managed folder and the inbox with the store; a filed message found
+    /// nowhere was deleted or moved out of postroom's sight, so its conversation is closed.
+    pub async fn reconcile(&self, conn: &mut Connection) -> Result<()> {
+        let mut present: HashSet<String> = HashSet::new();
+        let mut folders: Vec<String> =
+            managed_folders(self.mailbox, self.config).into_iter().map(|m| m.folder).collect();
+        folders.push(self.mailbox.inbox.clone());
+        for folder in &folders {
+            conn.select(folder).await?;
+            present.extend(conn.message_ids().await?.into_iter().filter_map(|(_, id)| id));
+        }
+        conn.select(&self.mailbox.inbox).await?;
+        let mut gone: HashMap<String, MessageRecord> = HashMap::new();
+        for record in self.store.messages(&self.mailbox.name)? {
+            let filed = matches!(record.state, MessageState::Filed { .. });
+            let id = record.message_id.as_deref();
+            if filed && id.is_some_and(|id| !present.contains(id)) {
+                gone.insert(record.identity.clone(), record);
+            }
+        }
+        for record in gone.into_values() {
+            self.vanished(record)?;
+        }
+        Ok(())
+    }
+
+    fn vanished(&self, record: MessageRecord) -> Result<()> {
+        let name = &self.mailbox.name;
+        let open = self
+            .store
+            .conversation(&record.conversation)?
+            .is_some_and(|c| c.state == ConversationState::Open);
+        if open {
+            info!(mailbox = %name, conversation = %record.conversation, "closed: message deleted or moved away");
+            let e = self.event(EventKind::Closed, &record, "closed: deleted or moved out of the managed folders");
+            self.store.close(&record.conversation, self.now, e)?;
+        }
+        let e = self.event(EventKind::Reconciled, &record, "no longer in any managed folder");
+        self.store.relocate(name, &record.identity, MessageState::Gone, record.owner.clone(), e)
+    }
+
+    fn event(&self, kind: EventKind, record: &MessageRecord, detail: &str) -> Event {
+        Event {
+            at: self.now,
+            kind,
+            mailbox: self.mailbox.name.clone(),
+            conversation: Some(record.conversation.clone()).filter(|c| !c.is_empty()),
+            identity: Some(record.identity.clone()),
+            agent: record.owner.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
