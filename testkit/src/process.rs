@@ -82,6 +82,15 @@ fn arm_death_signal(parent: u32, signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `signal` to one process.
+pub(crate) fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    match unsafe { libc::kill(pid as libc::pid_t, signal) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Sends `signal` to every process of the group led by `pgid`.
 pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill has no memory-safety preconditions; a negative pid addresses a group.
