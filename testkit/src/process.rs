@@ -15,9 +15,10 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,15 @@ use anyhow::{anyhow, Context, Result};
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The queue of the spawner thread; the thread lives while this sender exists, which is forever.
-fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+fn spawner() -> &'static mpsc::Sender<Job> {
+    static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("testkit-spawner".into())
             .spawn(move || rx.into_iter().for_each(|job| job()))
             .expect("the testkit cannot start its spawner thread");
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -45,11 +46,9 @@ pub(crate) fn spawn_tied(mut cmd: Command, death_signal: libc::c_int) -> Result<
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid); the errors it builds from raw OS codes do not allocate.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            arm_death_signal(parent, death_signal)
-        });
+        cmd.pre_exec(move || arm_death_signal(parent, death_signal));
     }
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.process_group(0);
 
     let program = cmd.get_program().to_string_lossy().into_owned();
     let (reply_tx, reply_rx) = mpsc::channel();
@@ -57,8 +56,6 @@ pub(crate) fn spawn_tied(mut cmd: Command, death_signal: libc::c_int) -> Result<
         let _ = reply_tx.send(cmd.spawn());
     });
     spawner()
-        .lock()
-        .map_err(|_| anyhow!("the spawner queue is poisoned"))?
         .send(job)
         .map_err(|_| anyhow!("the spawner thread is gone"))?;
     let spawned = reply_rx
