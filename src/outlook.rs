@@ -52,8 +52,14 @@ pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed>
             role: Role::Agent(id),
         })
         .collect();
-    out.push(Managed { folder: mailbox.done_folder.clone(), role: Role::Done });
-    out.push(Managed { folder: mailbox.automated_folder.clone(), role: Role::Automated });
+    out.push(Managed {
+        folder: mailbox.done_folder.clone(),
+        role: Role::Done,
+    });
+    out.push(Managed {
+        folder: mailbox.automated_folder.clone(),
+        role: Role::Automated,
+    });
     out
 }
 
@@ -76,7 +82,9 @@ impl Watcher<'_> {
         let mut examined = 0;
         for managed in managed_folders(self.mailbox, self.config) {
             let status = conn.status(&managed.folder).await?;
-            let previous = self.store.folder_sync(&self.mailbox.name, &managed.folder)?;
+            let previous = self
+                .store
+                .folder_sync(&self.mailbox.name, &managed.folder)?;
             let from = match previous {
                 Some(p) if p.uid_validity == status.uid_validity => p.uid_next,
                 _ => 1,
@@ -87,8 +95,12 @@ impl Watcher<'_> {
             }
             conn.select(&managed.folder).await?;
             examined += self.arrivals(conn, &managed, from).await?;
-            let sync = FolderSync { uid_validity: status.uid_validity, uid_next: next };
-            self.store.set_folder_sync(&self.mailbox.name, &managed.folder, &sync)?;
+            let sync = FolderSync {
+                uid_validity: status.uid_validity,
+                uid_next: next,
+            };
+            self.store
+                .set_folder_sync(&self.mailbox.name, &managed.folder, &sync)?;
         }
         if examined > 0 {
             conn.select(&self.mailbox.inbox).await?;
@@ -100,7 +112,10 @@ impl Watcher<'_> {
         let uids = conn.uids_from(from).await?;
         let mut count = 0;
         for chunk in uids.chunks(self.mailbox.fetch_batch as usize) {
-            for fetched in conn.fetch_for_routing(chunk, self.mailbox.body_fetch_bytes).await? {
+            for fetched in conn
+                .fetch_for_routing(chunk, self.mailbox.body_fetch_bytes)
+                .await?
+            {
                 match message::parse(&fetched.raw, fetched.size) {
                     Ok(envelope) => self.found(managed, &envelope, fetched.internal_date)?,
                     Err(err) => warn!(mailbox = %self.mailbox.name, folder = %managed.folder,
@@ -122,27 +137,50 @@ impl Watcher<'_> {
         let Some(record) = self.store.message(&self.mailbox.name, &envelope.identity)? else {
             return self.adopt(managed, envelope, arrived);
         };
-        let here = MessageState::Filed { folder: managed.folder.clone() };
+        let here = MessageState::Filed {
+            folder: managed.folder.clone(),
+        };
         let ours = record.state == here
-            || record.state == MessageState::Pending { folder: Some(managed.folder.clone()) };
+            || record.state
+                == MessageState::Pending {
+                    folder: Some(managed.folder.clone()),
+                };
         if ours {
             if record.state != here {
                 let event = self.event(EventKind::Filed, &record, "move confirmed in the mailbox");
-                self.store.relocate(&self.mailbox.name, &record.identity, here, record.owner, event)?;
+                self.store.relocate(
+                    &self.mailbox.name,
+                    &record.identity,
+                    here,
+                    record.owner,
+                    event,
+                )?;
             }
             return Ok(());
         }
         self.moved_by_person(managed, record, here)
     }
 
-    fn moved_by_person(&self, managed: &Managed, record: MessageRecord, here: MessageState) -> Result<()> {
+    fn moved_by_person(
+        &self,
+        managed: &Managed,
+        record: MessageRecord,
+        here: MessageState,
+    ) -> Result<()> {
         let name = &self.mailbox.name;
         let conv = self.store.conversation(&record.conversation)?;
         let previous = conv.as_ref().and_then(|c| c.owner.clone());
         match &managed.role {
             Role::Agent(agent) => {
-                if conv.as_ref().is_some_and(|c| c.state == ConversationState::Closed) {
-                    let e = self.event(EventKind::Reopened, &record, "moved out of Done by a person");
+                if conv
+                    .as_ref()
+                    .is_some_and(|c| c.state == ConversationState::Closed)
+                {
+                    let e = self.event(
+                        EventKind::Reopened,
+                        &record,
+                        "moved out of Done by a person",
+                    );
                     self.store.reopen(&record.conversation, e)?;
                 }
                 if previous.as_deref() != Some(agent) {
@@ -155,19 +193,38 @@ impl Watcher<'_> {
                     e.agent = Some(agent.clone());
                     self.store.set_owner(&record.conversation, Some(agent), e)?;
                 }
-                let e = self.event(EventKind::Reconciled, &record, &format!("now in {}", managed.folder));
-                self.store.relocate(name, &record.identity, here, Some(agent.clone()), e)
+                let e = self.event(
+                    EventKind::Reconciled,
+                    &record,
+                    &format!("now in {}", managed.folder),
+                );
+                self.store
+                    .relocate(name, &record.identity, here, Some(agent.clone()), e)
             }
             Role::Done => {
                 info!(mailbox = %name, conversation = %record.conversation, "closed: moved to Done");
-                let e = self.event(EventKind::Closed, &record, "closed: moved to Done by a person");
+                let e = self.event(
+                    EventKind::Closed,
+                    &record,
+                    "closed: moved to Done by a person",
+                );
                 self.store.close(&record.conversation, self.now, e)?;
-                let e = self.event(EventKind::Reconciled, &record, &format!("now in {}", managed.folder));
-                self.store.relocate(name, &record.identity, here, previous, e)
+                let e = self.event(
+                    EventKind::Reconciled,
+                    &record,
+                    &format!("now in {}", managed.folder),
+                );
+                self.store
+                    .relocate(name, &record.identity, here, previous, e)
             }
             Role::Automated => {
-                let e = self.event(EventKind::Reconciled, &record, "moved to the automated folder by a person");
-                self.store.relocate(name, &record.identity, here, record.owner.clone(), e)
+                let e = self.event(
+                    EventKind::Reconciled,
+                    &record,
+                    "moved to the automated folder by a person",
+                );
+                self.store
+                    .relocate(name, &record.identity, here, record.owner.clone(), e)
             }
         }
     }
@@ -180,8 +237,12 @@ impl Watcher<'_> {
         envelope: &Envelope,
         arrived: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<()> {
-        let related: Vec<String> =
-            envelope.references.iter().chain(envelope.in_reply_to.iter()).cloned().collect();
+        let related: Vec<String> = envelope
+            .references
+            .iter()
+            .chain(envelope.in_reply_to.iter())
+            .cloned()
+            .collect();
         let existing = self.store.conversation_for(&self.mailbox.name, &related)?;
         let owner = match &managed.role {
             Role::Agent(agent) => Some(agent.clone()),
@@ -193,7 +254,9 @@ impl Watcher<'_> {
             message_id: envelope.message_id.clone(),
             conversation: existing.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
             owner: owner.clone(),
-            state: MessageState::Filed { folder: managed.folder.clone() },
+            state: MessageState::Filed {
+                folder: managed.folder.clone(),
+            },
             arrived,
             decided_at: self.now,
             subject: envelope.subject.clone(),
@@ -204,7 +267,12 @@ impl Watcher<'_> {
         event.agent = owner;
         let conv = self.store.commit(&Commit {
             new_conversation: existing.is_none(),
-            thread_ids: envelope.message_id.iter().chain(&envelope.original_message_id).cloned().collect(),
+            thread_ids: envelope
+                .message_id
+                .iter()
+                .chain(&envelope.original_message_id)
+                .cloned()
+                .collect(),
             rotation: None,
             message: record.clone(),
             event,
@@ -220,12 +288,19 @@ impl Watcher<'_> {
     /// nowhere was deleted or moved out of postroom's sight, so its conversation is closed.
     pub async fn reconcile(&self, conn: &mut Connection) -> Result<()> {
         let mut present: HashSet<String> = HashSet::new();
-        let mut folders: Vec<String> =
-            managed_folders(self.mailbox, self.config).into_iter().map(|m| m.folder).collect();
+        let mut folders: Vec<String> = managed_folders(self.mailbox, self.config)
+            .into_iter()
+            .map(|m| m.folder)
+            .collect();
         folders.push(self.mailbox.inbox.clone());
         for folder in &folders {
             conn.select(folder).await?;
-            present.extend(conn.message_ids().await?.into_iter().filter_map(|(_, id)| id));
+            present.extend(
+                conn.message_ids()
+                    .await?
+                    .into_iter()
+                    .filter_map(|(_, id)| id),
+            );
         }
         conn.select(&self.mailbox.inbox).await?;
         let mut gone: HashMap<String, MessageRecord> = HashMap::new();
@@ -250,11 +325,25 @@ impl Watcher<'_> {
             .is_some_and(|c| c.state == ConversationState::Open);
         if open {
             info!(mailbox = %name, conversation = %record.conversation, "closed: message deleted or moved away");
-            let e = self.event(EventKind::Closed, &record, "closed: deleted or moved out of the managed folders");
+            let e = self.event(
+                EventKind::Closed,
+                &record,
+                "closed: deleted or moved out of the managed folders",
+            );
             self.store.close(&record.conversation, self.now, e)?;
         }
-        let e = self.event(EventKind::Reconciled, &record, "no longer in any managed folder");
-        self.store.relocate(name, &record.identity, MessageState::Gone, record.owner.clone(), e)
+        let e = self.event(
+            EventKind::Reconciled,
+            &record,
+            "no longer in any managed folder",
+        );
+        self.store.relocate(
+            name,
+            &record.identity,
+            MessageState::Gone,
+            record.owner.clone(),
+            e,
+        )
     }
 
     fn event(&self, kind: EventKind, record: &MessageRecord, detail: &str) -> Event {

@@ -445,7 +445,10 @@ impl Store {
     /// Events about one conversation, oldest first.
     pub fn history(&self, conversation: &str) -> Result<Vec<Event>> {
         let all = self.events()?;
-        Ok(all.into_iter().filter(|e| e.conversation.as_deref() == Some(conversation)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|e| e.conversation.as_deref() == Some(conversation))
+            .collect())
     }
 
     /// The record of a message by its Message-ID (any mailbox), for admin commands.
@@ -528,13 +531,17 @@ impl Store {
     /// Records folder polling progress.
     pub fn set_folder_sync(&self, mailbox: &str, folder: &str, state: &FolderSync) -> Result<()> {
         let bytes = serde_json::to_vec(state)?;
-        self.sync.insert(pair(mailbox, folder), bytes).context("write folder sync state")?;
+        self.sync
+            .insert(pair(mailbox, folder), bytes)
+            .context("write folder sync state")?;
         Ok(())
     }
 
     /// Marks an agent away (or back) at run time.
     pub fn set_agent_away(&self, agent: &str, away: bool, event: Event) -> Result<()> {
-        self.agents.insert(agent.as_bytes(), &[u8::from(away)]).context("write availability")?;
+        self.agents
+            .insert(agent.as_bytes(), &[u8::from(away)])
+            .context("write availability")?;
         self.append_event(&event)
     }
 

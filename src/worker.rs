@@ -20,6 +20,7 @@ use crate::config::{Config, MailboxConfig, ServerConfig};
 use crate::decide::{decide, Outcome};
 use crate::imap::{Connection, FolderInfo, IdleEnd};
 use crate::message::{self, Envelope, ParseFailure};
+use crate::outlook::{self, Watcher};
 use crate::secret::Secret;
 use crate::store::{Commit, Event, EventKind, MessageRecord, MessageState, Quarantined, Store};
 
@@ -138,15 +139,21 @@ impl Worker {
         );
         self.check_uid_validity(&info)?;
         self.catch_up(&mut conn, &info, 1).await?;
+        self.watcher().poll(&mut conn).await?;
+        self.watcher().reconcile(&mut conn).await?;
         self.watch(conn, info).await
     }
 
     /// The live phase: IDLE (or poll), then fetch everything above the last UID seen.
     async fn watch(&mut self, mut conn: Connection, info: FolderInfo) -> Result<()> {
+        let folder_poll = Duration::from_secs(self.mailbox.folder_poll_secs);
+        let reconcile_every = Duration::from_secs(self.mailbox.reconcile_secs);
         let interval = self
             .server
             .idle_interval()
-            .min(Duration::from_secs(self.mailbox.poll_secs));
+            .min(Duration::from_secs(self.mailbox.poll_secs))
+            .min(folder_poll);
+        let (mut polled, mut reconciled) = (Instant::now(), Instant::now());
         let mut announced = false;
         loop {
             let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
@@ -173,6 +180,14 @@ impl Worker {
             if !conn.caps.idle {
                 conn.noop().await?;
             }
+            if polled.elapsed() >= folder_poll {
+                self.watcher().poll(&mut conn).await?;
+                polled = Instant::now();
+            }
+            if reconciled.elapsed() >= reconcile_every {
+                self.watcher().reconcile(&mut conn).await?;
+                reconciled = Instant::now();
+            }
         }
     }
 
@@ -184,16 +199,21 @@ impl Worker {
         }
     }
 
-    /// Folders this mailbox needs: one per agent of its team, and the automated folder.
+    /// Folders this mailbox needs: one per agent of its team, Done, and the automated folder.
     fn folders(&self) -> Vec<String> {
-        let mut folders: Vec<String> = self
-            .config
-            .team_folders(&self.mailbox.team)
-            .keys()
-            .map(|name| format!("{}/{}", self.mailbox.assigned_root, name))
-            .collect();
-        folders.push(self.mailbox.automated_folder.clone());
-        folders
+        outlook::managed_folders(&self.mailbox, &self.config)
+            .into_iter()
+            .map(|m| m.folder)
+            .collect()
+    }
+
+    fn watcher(&self) -> Watcher<'_> {
+        Watcher {
+            mailbox: &self.mailbox,
+            config: &self.config,
+            store: &self.store,
+            now: self.clock.now(),
+        }
     }
 
     /// Records the inbox's UIDVALIDITY; a change only means UIDs are renumbered. Identities,
@@ -363,8 +383,15 @@ impl Worker {
         arrived: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Option<Placement>> {
         let name = &self.mailbox.name;
+        let mut returned = None;
         if let Some(record) = self.store.message(name, &envelope.identity)? {
-            return Ok(self.resume(record, uid));
+            if !matches!(
+                record.state,
+                MessageState::Filed { .. } | MessageState::Gone
+            ) {
+                return Ok(self.resume(record, uid));
+            }
+            returned = Some(self.release_returned(&record)?);
         }
         let decision = decide(envelope, &self.mailbox, &self.config, &self.store)?;
         debug!(mailbox = %name, uid, identity = %envelope.identity, outcome = ?decision.outcome, "decided");
@@ -399,8 +426,13 @@ impl Worker {
             decision.summary.clone(),
         );
         event.at = now;
+        let mut record = record;
+        if let Some(conv) = &returned {
+            // Routed again, but it stays in its own conversation and takes it along.
+            record.conversation = conv.clone();
+        }
         let conversation = self.store.commit(&Commit {
-            new_conversation: decision.conversation.is_none(),
+            new_conversation: decision.conversation.is_none() && returned.is_none(),
             message: record,
             thread_ids: decision.thread_ids.clone(),
             rotation: decision.rotation.clone(),
@@ -426,15 +458,25 @@ impl Worker {
                 owner: record.owner,
             }),
             MessageState::Left => None,
-            // TODO: A person moved a filed message back to the inbox; issue 5 asks for it to be
-            // unassigned and routed again. Until that lands it is filed with its owner again.
-            MessageState::Filed { folder } => Some(Placement {
-                uid,
-                identity: record.identity,
-                folder: Some(folder),
-                owner: record.owner,
-            }),
+            // Handled by `place`, which routes such a message again.
+            MessageState::Filed { .. } | MessageState::Gone => None,
         }
+    }
+
+    /// A person moved a filed message back to the inbox: its conversation loses its owner so
+    /// the decision that follows routes it afresh. Returns the conversation id.
+    fn release_returned(&self, record: &MessageRecord) -> Result<String> {
+        let previous = record.owner.as_deref().unwrap_or("nobody");
+        let detail = format!("moved back to the inbox by a person; released from {previous}");
+        info!(mailbox = %self.mailbox.name, conversation = %record.conversation, "{detail}");
+        let event = self.event(
+            EventKind::Released,
+            Some(record.identity.clone()),
+            record.owner.clone(),
+            detail,
+        );
+        self.store.set_owner(&record.conversation, None, event)?;
+        Ok(record.conversation.clone())
     }
 
     /// Moves placed messages, grouped by folder, and records where they landed.

@@ -159,7 +159,8 @@ async fn a_reply_follows_its_threads_owner() {
     );
     assert_eq!(
         folder_of("root-0@c.example.test"),
-        Some(agent_folder("alice"))
+        Some(agent_folder("alice")),
+        "{all:?}"
     );
 }
 

@@ -400,7 +400,11 @@ impl Connection {
     pub async fn message_ids(&mut self) -> Result<Vec<(u32, Option<String>)>> {
         let query = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
         let fetches = timed(self.timeout, "UID FETCH (MESSAGE-ID)", async {
-            self.session.uid_fetch("1:*", query).await?.try_collect::<Vec<Fetch>>().await
+            self.session
+                .uid_fetch("1:*", query)
+                .await?
+                .try_collect::<Vec<Fetch>>()
+                .await
         })
         .await?;
         Ok(fetches

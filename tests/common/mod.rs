@@ -155,7 +155,10 @@ pub async fn placement(client: &mut ImapClient) -> Result<Vec<(String, Option<St
             .await
             .with_context(|| folder.clone())?
         {
-            out.push((folder.clone(), id));
+            out.push((
+                folder.clone(),
+                id.as_deref().and_then(postroom::message::clean_id),
+            ));
         }
     }
     Ok(out)
