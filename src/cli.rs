@@ -37,6 +37,8 @@ pub enum Command {
     CheckConfig,
     /// Show open conversations per mailbox and agent, and each mailbox's last server contact.
     Status,
+    /// Rebuild ownership from the mailbox folders alone, after the store was lost. Moves nothing.
+    Rebuild,
 }
 
 /// Entry point for the binary.
@@ -71,6 +73,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => request(&config, &crate::control::Request::Status),
+        Command::Rebuild => {
+            if crate::control::ask(&config.daemon.state_dir, &crate::control::Request::Status)?
+                .is_some()
+            {
+                anyhow::bail!(
+                    "postroom is running on this state directory; stop it before a rebuild"
+                );
+            }
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(crate::daemon::rebuild(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             runtime.block_on(crate::daemon::run(config))?;

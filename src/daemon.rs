@@ -20,12 +20,13 @@ use crate::worker::Worker;
 /// systemd's default stop time-out is 90 s; this leaves room for the store flush.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<()> {
-    let config = Arc::new(config);
-    let store = Store::open(&config.daemon.state_dir)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+/// Creates one worker per mailbox, reading each password; fails naming the mailbox.
+fn workers(
+    config: &Arc<Config>,
+    store: &Store,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<Worker>> {
+    let mut workers = Vec::new();
     for mailbox in &config.mailboxes {
         warn_inline_password(mailbox);
         let source = mailbox
@@ -34,14 +35,43 @@ pub async fn run(config: Config) -> Result<()> {
         let password = source
             .resolve()
             .with_context(|| format!("mailbox {}: cannot read its password", mailbox.name))?;
+        let clock = Clock::System;
         let worker = Worker::new(
             config.clone(),
             mailbox.clone(),
             password,
             store.clone(),
-            Clock::System,
-            stop_rx.clone(),
+            clock,
+            stop.clone(),
         )?;
+        workers.push(worker);
+    }
+    Ok(workers)
+}
+
+/// `postroom rebuild`: ownership from the folders of every mailbox, one after another.
+pub async fn rebuild(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.daemon.state_dir)?;
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    for worker in workers(&config, &store, &stop_rx)? {
+        let name = worker.mailbox_name().to_string();
+        let examined = worker
+            .rebuild()
+            .await
+            .with_context(|| format!("mailbox {name}"))?;
+        println!("mailbox {name}: {examined} messages read from its folders");
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.daemon.state_dir)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for worker in workers(&config, &store, &stop_rx)? {
         tasks.push(tokio::spawn(worker.run()));
     }
     let control = tokio::spawn(crate::control::serve(

@@ -537,6 +537,48 @@ impl Store {
         Ok(())
     }
 
+    /// The folder an agent's work was last filed in, per mailbox.
+    pub fn agent_folder(&self, mailbox: &str, agent: &str) -> Result<Option<String>> {
+        let value = self
+            .agents
+            .get(pair(mailbox, agent))
+            .context("read agent folder")?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records an agent's folder in a mailbox.
+    pub fn set_agent_folder(&self, mailbox: &str, agent: &str, folder: &str) -> Result<()> {
+        self.agents
+            .insert(pair(mailbox, agent), folder.as_bytes())
+            .context("write agent folder")?;
+        Ok(())
+    }
+
+    /// After a folder was renamed on the server, points every record and the folder's polling
+    /// progress at the new name.
+    pub fn rename_folder(&self, mailbox: &str, old: &str, new: &str) -> Result<usize> {
+        let mut changed = 0;
+        for mut record in self.messages(mailbox)? {
+            let here = MessageState::Filed {
+                folder: old.to_string(),
+            };
+            if record.state == here {
+                record.state = MessageState::Filed {
+                    folder: new.to_string(),
+                };
+                let bytes = serde_json::to_vec(&record)?;
+                self.messages
+                    .insert(pair(mailbox, &record.identity), bytes)?;
+                changed += 1;
+            }
+        }
+        if let Some(sync) = self.folder_sync(mailbox, old)? {
+            self.set_folder_sync(mailbox, new, &sync)?;
+            self.sync.remove(pair(mailbox, old))?;
+        }
+        Ok(changed)
+    }
+
     /// Marks an agent away (or back) at run time.
     pub fn set_agent_away(&self, agent: &str, away: bool, event: Event) -> Result<()> {
         self.agents

@@ -85,6 +85,11 @@ impl Worker {
         })
     }
 
+    /// The name of the mailbox this worker serves.
+    pub fn mailbox_name(&self) -> &str {
+        &self.mailbox.name
+    }
+
     /// Runs sessions until asked to stop, backing off between failures.
     pub async fn run(mut self) {
         let mut backoff = BACKOFF_START;
@@ -127,6 +132,7 @@ impl Worker {
     /// One connection's life: set up, catch up, then IDLE until stopped or broken.
     async fn session(&mut self) -> Result<()> {
         let mut conn = Connection::open(&self.server, &self.mailbox.login, &self.password).await?;
+        self.follow_renames(&mut conn).await?;
         let created = conn.ensure_folders(&self.folders()).await?;
         for folder in &created {
             info!(mailbox = %self.mailbox.name, folder, "created folder");
@@ -205,6 +211,50 @@ impl Worker {
             .into_iter()
             .map(|m| m.folder)
             .collect()
+    }
+
+    /// An agent renamed in config gets its folder renamed on the server, contents intact, so
+    /// Outlook shows the new name over the same work.
+    async fn follow_renames(&self, conn: &mut Connection) -> Result<()> {
+        let existing = conn.folder_names().await?;
+        for managed in outlook::managed_folders(&self.mailbox, &self.config) {
+            let outlook::Role::Agent(agent) = &managed.role else {
+                continue;
+            };
+            let previous = self.store.agent_folder(&self.mailbox.name, agent)?;
+            if let Some(old) = previous.filter(|old| *old != managed.folder) {
+                let old_there = existing.contains(&conn.wire_name(&old));
+                let new_there = existing.contains(&conn.wire_name(&managed.folder));
+                if old_there && !new_there {
+                    conn.rename(&old, &managed.folder).await?;
+                    let records =
+                        self.store
+                            .rename_folder(&self.mailbox.name, &old, &managed.folder)?;
+                    info!(mailbox = %self.mailbox.name, agent, from = %old, to = %managed.folder, records,
+                          "agent renamed: folder renamed with its contents");
+                } else if old_there {
+                    warn!(mailbox = %self.mailbox.name, agent, old = %old, new = %managed.folder,
+                          "agent renamed but both folders exist; leaving the old one for a person to empty");
+                }
+            }
+            self.store
+                .set_agent_folder(&self.mailbox.name, agent, &managed.folder)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the store's view of this mailbox from its folders alone (a lost disk, a new
+    /// host): every message in an agent's folder is that agent's, every one in Done is closed.
+    /// Nothing in the mailbox is moved. Returns how many messages were examined.
+    pub async fn rebuild(&self) -> Result<usize> {
+        let mut conn = Connection::open(&self.server, &self.mailbox.login, &self.password).await?;
+        self.follow_renames(&mut conn).await?;
+        conn.ensure_folders(&self.folders()).await?;
+        conn.select(&self.mailbox.inbox).await?;
+        let examined = self.watcher().poll(&mut conn).await?;
+        self.store.flush()?;
+        conn.logout().await;
+        Ok(examined)
     }
 
     fn watcher(&self) -> Watcher<'_> {

@@ -228,16 +228,7 @@ impl Connection {
 
     /// Creates every folder (and parent) in `folders` that does not exist yet.
     pub async fn ensure_folders(&mut self, folders: &[String]) -> Result<Vec<String>> {
-        let existing: Vec<String> = timed(self.timeout, "LIST", async {
-            let names = self
-                .session
-                .list(Some(""), Some("*"))
-                .await?
-                .try_collect::<Vec<_>>()
-                .await?;
-            Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_string()).collect())
-        })
-        .await?;
+        let existing = self.folder_names().await?;
         let mut created = Vec::new();
         for folder in folders {
             let parts: Vec<&str> = folder.split('/').collect();
@@ -257,6 +248,27 @@ impl Connection {
             }
         }
         Ok(created)
+    }
+
+    /// The wire names of every folder.
+    pub async fn folder_names(&mut self) -> Result<Vec<String>> {
+        timed(self.timeout, "LIST", async {
+            let names = self
+                .session
+                .list(Some(""), Some("*"))
+                .await?
+                .try_collect::<Vec<_>>()
+                .await?;
+            Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_string()).collect())
+        })
+        .await
+    }
+
+    /// Renames a folder (decoded names); its messages go with it.
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let (old, new) = (self.wire_name(from), self.wire_name(to));
+        let what = format!("RENAME {from} to {to}");
+        timed(self.timeout, &what, self.session.rename(&old, &new)).await
     }
 
     /// Selects a folder read-write.

@@ -37,19 +37,26 @@ impl Site {
 
     /// Writes the config, with `extra` TOML appended.
     pub fn write_config(&self, extra: &str) {
+        self.write_config_with("", &AGENTS, extra);
+    }
+
+    /// Writes the config with extra `[[mailbox]]` keys, the given agents (id, folder name) and
+    /// `extra` TOML appended.
+    pub fn write_config_with(&self, mailbox_extra: &str, agents: &[(&str, &str)], extra: &str) {
         let mut text = format!(
             "[daemon]\nstate_dir = \"{state}\"\n\n\
              [[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\nport = {port}\n\
              security = \"plain\"\ncommand_timeout_secs = 10\n\n\
              [[mailbox]]\nname = \"support\"\nserver = \"dovecot\"\nlogin = \"{user}\"\n\
-             password_file = \"{pw}\"\nteam = \"support\"\npoll_secs = 5\n\n\
+             password_file = \"{pw}\"\nteam = \"support\"\npoll_secs = 5\n\
+             folder_poll_secs = 1\nreconcile_secs = 2\n{mailbox_extra}\n\
              [[team]]\nname = \"support\"\nagents = [\"alice\", \"bob\", \"zoe\"]\n",
             state = self.state_dir().display(),
             port = self.dovecot.port(),
             user = self.user,
             pw = self.password_file().display(),
         );
-        for (id, name) in AGENTS {
+        for (id, name) in agents {
             text += &format!("\n[[agent]]\nid = \"{id}\"\nname = \"{name}\"\n");
         }
         text += extra;
