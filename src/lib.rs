@@ -9,6 +9,7 @@
 //! - [`decide`] with [`assign`]: the pure decision (conversation, owner, folder), shared by `run`
 //!   and `explain`, testable without a server.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
+//! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
 //! - [`status`]: reads the store for `postroom status`.
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assign;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -27,6 +29,7 @@ pub mod decide;
 pub mod imap;
 pub mod message;
 pub mod secret;
+pub mod sla;
 pub mod status;
 pub mod store;
 pub mod worker;
