@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::calendar::CalendarConfig;
 use crate::secret::SecretSource;
+use crate::sla::SlaConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +35,12 @@ pub struct Config {
     /// The people who own conversations.
     #[serde(default, rename = "agent")]
     pub agents: Vec<AgentConfig>,
+    /// Business calendars SLA clocks count in.
+    #[serde(default, rename = "calendar")]
+    pub calendars: Vec<CalendarConfig>,
+    /// SLA policies.
+    #[serde(default, rename = "sla")]
+    pub slas: Vec<SlaConfig>,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -176,6 +184,8 @@ pub struct MailboxConfig {
     /// How often the inbox is polled for UIDNEXT as a safety net under IDLE, in seconds.
     #[serde(default = "default_poll_secs")]
     pub poll_secs: u64,
+    /// The `[[calendar]]` SLA clocks count in for this mailbox, over the team's.
+    pub calendar: Option<String>,
 }
 
 fn default_inbox() -> String {
@@ -233,6 +243,8 @@ pub struct TeamConfig {
     pub name: String,
     /// Agent ids, in rotation order.
     pub agents: Vec<String>,
+    /// The `[[calendar]]` SLA clocks count in for this team's mailboxes.
+    pub calendar: Option<String>,
 }
 
 /// `[[agent]]`: a person.
@@ -339,6 +351,11 @@ impl Config {
     /// An agent by id.
     pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// A calendar by name.
+    pub fn calendar(&self, name: &str) -> Option<&CalendarConfig> {
+        self.calendars.iter().find(|c| c.name == name)
     }
 
     /// A mailbox by name.

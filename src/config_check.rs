@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use toml_edit::{ImDocument, Item, Value};
 
+use crate::calendar::Calendar;
 use crate::config::{Config, Problem, Security};
+use crate::sla::Policy;
 
 /// Maps key paths such as `mailbox[1].server` to line numbers in the original text.
 pub struct Locator {
@@ -175,6 +177,18 @@ fn unknown_key_hint(key: &str) -> String {
         "agents",
         "id",
         "email",
+        "calendar",
+        "timezone",
+        "always",
+        "holidays",
+        "holidays_file",
+        "first_response",
+        "next_response",
+        "resolution",
+        "warn_at",
+        "escalation",
+        "after",
+        "outside_hours",
     ];
     match known.iter().find(|k| close_to(last, k)) {
         Some(suggestion) => format!("did you mean `{suggestion}`? unknown keys are refused"),
@@ -225,6 +239,8 @@ pub fn validate(config: &Config, locator: &Locator) -> Vec<Problem> {
     check_mailboxes(config, &mut report);
     check_teams(config, &mut report);
     check_agents(config, &mut report);
+    check_calendars(config, &mut report);
+    check_slas(config, &mut report);
     report.problems
 }
 
@@ -440,6 +456,64 @@ fn check_agents(config: &Config, report: &mut Report<'_>) {
                 "add the id to a [[team]]'s agents, or remove the agent",
             );
         }
+    }
+}
+
+fn check_calendars(config: &Config, report: &mut Report<'_>) {
+    for dup in Config::duplicates(config.calendars.iter().map(|c| c.name.as_str())) {
+        report.add(
+            "calendar".into(),
+            format!("two calendars are named `{dup}`"),
+            "names must be unique",
+        );
+    }
+    for (i, calendar) in config.calendars.iter().enumerate() {
+        if let Err(problems) = Calendar::from_config(calendar) {
+            for p in problems {
+                report.add(format!("calendar[{i}].{}", p.key), p.message, p.hint);
+            }
+        }
+    }
+    let mailboxes = config.mailboxes.iter().enumerate();
+    let uses = mailboxes
+        .map(|(i, m)| (format!("mailbox[{i}].calendar"), &m.calendar))
+        .chain(
+            (config.teams.iter().enumerate())
+                .map(|(i, t)| (format!("team[{i}].calendar"), &t.calendar)),
+        );
+    for (key, name) in uses {
+        check_calendar_ref(config, key, name.as_deref(), report);
+    }
+}
+
+fn check_calendar_ref(config: &Config, key: String, name: Option<&str>, report: &mut Report<'_>) {
+    let Some(name) = name else { return };
+    if config.calendar(name).is_none() {
+        let known: Vec<&str> = config.calendars.iter().map(|c| c.name.as_str()).collect();
+        report.add(
+            key,
+            format!("no [[calendar]] is named `{name}`"),
+            format!("known calendars: {}", list_or_none(&known)),
+        );
+    }
+}
+
+fn check_slas(config: &Config, report: &mut Report<'_>) {
+    for dup in Config::duplicates(config.slas.iter().map(|s| s.name.as_str())) {
+        report.add(
+            "sla".into(),
+            format!("two SLA policies are named `{dup}`"),
+            "names must be unique",
+        );
+    }
+    for (i, sla) in config.slas.iter().enumerate() {
+        if let Err(problems) = Policy::from_config(sla) {
+            for p in problems {
+                report.add(format!("sla[{i}].{}", p.key), p.message, p.hint);
+            }
+        }
+        let key = format!("sla[{i}].calendar");
+        check_calendar_ref(config, key, sla.calendar.as_deref(), report);
     }
 }
 

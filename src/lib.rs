@@ -10,6 +10,7 @@
 //!   and `explain`, testable without a server.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
 //! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth.
+//! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
 //! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assign;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -31,6 +33,7 @@ pub mod imap;
 pub mod message;
 pub mod outlook;
 pub mod secret;
+pub mod sla;
 pub mod status;
 pub mod store;
 pub mod worker;
