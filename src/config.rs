@@ -163,6 +163,10 @@ pub struct MailboxConfig {
     /// never work for an agent.
     #[serde(default = "default_automated_folder")]
     pub automated_folder: String,
+    /// The shared mailbox's sent folder (Exchange: "Sent Items", localised). Replies found here
+    /// stop the first-response clock; Exchange only saves delegates' replies here when
+    /// `MessageCopyForSentAsEnabled` / `MessageCopyForSendOnBehalfEnabled` are on.
+    pub sent_folder: Option<String>,
     /// Where agents drag finished conversations; a message moved here closes its conversation.
     #[serde(default = "default_done_folder")]
     pub done_folder: String,

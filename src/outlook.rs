@@ -31,6 +31,8 @@ pub enum Role {
     Done,
     /// Automatic mail, nobody's work.
     Automated,
+    /// The shared mailbox's sent items: replies from the team, which stop SLA clocks.
+    Sent,
 }
 
 /// A folder postroom watches, with its decoded name.
@@ -134,6 +136,9 @@ impl Watcher<'_> {
         envelope: &Envelope,
         arrived: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<()> {
+        if managed.role == Role::Sent {
+            return self.response(envelope, arrived);
+        }
         let Some(record) = self.store.message(&self.mailbox.name, &envelope.identity)? else {
             return self.adopt(managed, envelope, arrived);
         };
@@ -217,7 +222,8 @@ impl Watcher<'_> {
                 self.store
                     .relocate(name, &record.identity, here, previous, e)
             }
-            Role::Automated => {
+            // Sent items never reach here: `found` treats them as responses.
+            Role::Automated | Role::Sent => {
                 let e = self.event(
                     EventKind::Reconciled,
                     &record,
@@ -227,6 +233,52 @@ impl Watcher<'_> {
                     .relocate(name, &record.identity, here, record.owner.clone(), e)
             }
         }
+    }
+
+    /// A reply from the team: it answers the conversation its In-Reply-To or References name.
+    /// Its server arrival time is when it was sent (the sender's Date header is not trusted).
+    fn response(
+        &self,
+        envelope: &Envelope,
+        arrived: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<()> {
+        let related: Vec<String> = envelope
+            .references
+            .iter()
+            .chain(envelope.in_reply_to.iter())
+            .cloned()
+            .collect();
+        let Some(conv) = self.store.conversation_for(&self.mailbox.name, &related)? else {
+            return Ok(());
+        };
+        let at = arrived.unwrap_or(self.now);
+        // Learn the reply's own IDs (Exchange may rewrite them), so a customer's answer to it
+        // finds the conversation even when it quotes only the reply.
+        let ids: Vec<String> = envelope
+            .message_id
+            .iter()
+            .chain(&envelope.original_message_id)
+            .cloned()
+            .collect();
+        self.store
+            .link_thread_ids(&self.mailbox.name, &conv.id, &ids)?;
+        let first = conv.first_response_at.is_none();
+        let detail = if first {
+            "first response sent"
+        } else {
+            "response sent"
+        };
+        info!(mailbox = %self.mailbox.name, conversation = %conv.id, "{detail}");
+        let event = Event {
+            at,
+            kind: EventKind::Responded,
+            mailbox: self.mailbox.name.clone(),
+            conversation: Some(conv.id.clone()),
+            identity: Some(envelope.identity.clone()),
+            agent: conv.owner.clone(),
+            detail: detail.to_string(),
+        };
+        self.store.record_response(&conv.id, at, event)
     }
 
     /// A message postroom never decided on was put in a managed folder by a person (or the
@@ -274,6 +326,7 @@ impl Watcher<'_> {
                 .cloned()
                 .collect(),
             rotation: None,
+            sla: None,
             message: record.clone(),
             event,
         })?;

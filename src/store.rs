@@ -97,6 +97,19 @@ pub struct Conversation {
     /// When it was last closed, if it is closed.
     #[serde(default)]
     pub closed_at: Option<DateTime<Utc>>,
+    /// When the team first answered (a reply in the sent folder), if it has.
+    #[serde(default)]
+    pub first_response_at: Option<DateTime<Utc>>,
+    /// When the team last answered.
+    #[serde(default)]
+    pub last_response_at: Option<DateTime<Utc>>,
+    /// Arrival of the latest customer message after the last response: the next-response
+    /// clock's start. `None` while nothing waits for an answer.
+    #[serde(default)]
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// The SLA policy chosen for it, by name.
+    #[serde(default)]
+    pub sla: Option<String>,
 }
 
 /// What kind of thing happened.
@@ -125,6 +138,8 @@ pub enum EventKind {
     Reopened,
     /// An agent was marked away or back at run time.
     Availability,
+    /// The team answered (a reply found in the sent folder).
+    Responded,
 }
 
 /// One line of history.
@@ -189,6 +204,8 @@ pub struct Commit {
     pub thread_ids: Vec<String>,
     /// A rotation step to persist: (team, agent chosen).
     pub rotation: Option<(String, String)>,
+    /// The SLA policy for a new conversation, by name.
+    pub sla: Option<String>,
     /// The event describing the decision.
     pub event: Event,
 }
@@ -275,6 +292,16 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Points more Message-IDs at a conversation, so replies quoting them find it.
+    pub fn link_thread_ids(&self, mailbox: &str, conversation: &str, ids: &[String]) -> Result<()> {
+        for id in ids {
+            self.threads
+                .insert(pair(mailbox, id), conversation.as_bytes())
+                .context("write thread index")?;
+        }
+        Ok(())
     }
 
     /// A conversation by id.
@@ -488,6 +515,26 @@ impl Store {
         })
     }
 
+    /// Records a response from the team at `at`: the first one stops the first-response clock,
+    /// and any one ends the current wait for an answer.
+    pub fn record_response(
+        &self,
+        conversation: &str,
+        at: DateTime<Utc>,
+        event: Event,
+    ) -> Result<()> {
+        self.update_conversation(conversation, event, |conv, _| {
+            if conv.first_response_at.is_none_or(|first| at < first) {
+                conv.first_response_at = Some(at);
+            }
+            conv.last_response_at = Some(conv.last_response_at.map_or(at, |last| last.max(at)));
+            if conv.waiting_since.is_some_and(|since| since <= at) {
+                conv.waiting_since = None;
+            }
+            Ok(())
+        })
+    }
+
     /// Reopens a closed conversation; its owner's open count rises again.
     pub fn reopen(&self, conversation: &str, event: Event) -> Result<()> {
         self.update_conversation(conversation, event, |conv, load| {
@@ -625,6 +672,9 @@ fn write_conversation(
             conv.owner = message.owner.clone();
             conv.messages += 1;
             conv.last_message = conv.last_message.max(arrived);
+            if conv.waiting_since.is_none() {
+                conv.waiting_since = Some(arrived);
+            }
             if conv.state == ConversationState::Closed {
                 // A closed conversation holds no load; reopening gives its owner one again.
                 adjust_load(load, conv.owner.as_deref(), 1)?;
@@ -646,6 +696,10 @@ fn write_conversation(
                 subject: message.subject.clone(),
                 from: message.from.clone(),
                 closed_at: None,
+                first_response_at: None,
+                last_response_at: None,
+                waiting_since: Some(arrived),
+                sla: commit.sla.clone(),
             }
         }
     };

@@ -486,6 +486,7 @@ impl Worker {
             message: record,
             thread_ids: decision.thread_ids.clone(),
             rotation: decision.rotation.clone(),
+            sla: None,
             event,
         })?;
         info!(mailbox = %name, uid, conversation, agent = decision.owner.as_deref().unwrap_or("-"), "{}", decision.summary);

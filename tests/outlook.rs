@@ -292,9 +292,7 @@ async fn renamed_agent_keeps_folder_contents(flavor: Flavor) {
         "the follow-up filed",
         LIMIT,
         Duration::from_millis(50),
-        async || {
-            Ok(holds(&mut client, "Assigned/Alice Smith", "t1-re@c.example.test").await)
-        },
+        async || Ok(holds(&mut client, "Assigned/Alice Smith", "t1-re@c.example.test").await),
     )
     .await
     .unwrap();
