@@ -181,3 +181,27 @@ fn bug_30b_a_french_subject_split_mid_word_decodes_exactly() {
         Some("René Girard")
     );
 }
+
+/// Exchange's stand-in for an item it cannot convert (exchange-imap.md §8), as reported in
+/// FreeScout and Mailspring issues: sent by "Microsoft Exchange Server" with no usable address.
+#[test]
+fn exchange_retrieval_failure_placeholder_is_a_retryable_failure_not_a_message() {
+    let by_subject = "From: Microsoft Exchange Server\r\n\
+        Subject: Retrieval using the IMAP4 protocol failed for the following message: 752\r\n\r\n\
+        The server couldn't retrieve the following message:\r\n";
+    let by_body =
+        "From: Microsoft Exchange Server\r\nDate: Mon, 10 Mar 2025 09:00:00 +0000\r\n\r\n\
+        Retrieval using the IMAP4 protocol failed for the following message: 752\r\n";
+    for raw in [by_subject, by_body] {
+        assert_eq!(
+            parse(raw.as_bytes(), None),
+            Err(ParseFailure::RetrievalFailed),
+            "{raw}"
+        );
+    }
+    // A person quoting the text is still a person.
+    let quoted = "From: ann@customer.example.test\r\nSubject: Re: odd error\r\n\r\n\
+        Retrieval using the IMAP4 protocol failed for the following message: 752\r\n";
+    assert!(parse(quoted.as_bytes(), None).is_ok());
+    assert_eq!(parse(b"", None), Err(ParseFailure::NoData));
+}
