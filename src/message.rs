@@ -6,13 +6,25 @@
 //! headers, never a UID, because Exchange gives a message a new UID when another client revises
 //! it (MS-STANXIMAP 2.1.2). A parse that fails, or panics inside the parser, is reported as a
 //! [`ParseFailure`] so the caller can quarantine that one message and go on with the rest.
+//!
+//! Mail is hostile input. Before the parser runs, `prepare` caps what it is given (size, number
+//! of parts, nesting depth) and repairs CR-only line endings; after it runs, every field of the
+//! envelope is capped in length and count, and every field meant to be one line has its control
+//! characters replaced, because subjects and names end up in log lines, escalation subjects and
+//! HTML (field case BUG-30). `classify` decides whether a message was sent automatically.
+
+mod classify;
+mod parts;
+mod prepare;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use chrono::{DateTime, TimeZone, Utc};
-use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderValue, Message, MessageParser};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use prepare::{MAX_MIME_CONTAINERS, MAX_MIME_DELIMITERS, MAX_PARSE_BYTES};
 
 /// How much of the first text part is kept for rules. Rules look at the start of a message;
 /// keeping more only costs memory per message in flight.
@@ -20,16 +32,40 @@ pub const BODY_EXCERPT_CHARS: usize = 4096;
 
 /// Headers beyond this count are not kept for header rules, so a message with a 200 KB header
 /// block cannot make the envelope large.
-const MAX_KEPT_HEADERS: usize = 200;
+pub const MAX_KEPT_HEADERS: usize = 200;
 
-/// Header values longer than this are cut before they are kept.
-const MAX_HEADER_VALUE: usize = 2048;
+/// Header values longer than this (in characters) are cut before they are kept.
+pub const MAX_HEADER_VALUE: usize = 2048;
+
+/// Subjects are cut to this many characters. Outlook stops at 255, so no real subject is cut; a
+/// 200 KB subject costs nothing downstream.
+pub const MAX_SUBJECT_CHARS: usize = 1000;
+
+/// The most attachment names kept.
+pub const MAX_ATTACHMENTS: usize = 100;
+
+/// The most entries kept in each list of IDs (References, In-Reply-To) and of recipients (To,
+/// Cc). Threading needs the first and the last References entries (the thread's root and the
+/// direct parent); a real list is a few dozen long.
+pub const MAX_IDS: usize = 100;
+
+/// Longer Message-IDs are not IDs: RFC 5322 lines end at 998 characters, and an ID is matched
+/// against the store, where a megabyte key does no good.
+const MAX_ID_CHARS: usize = 998;
+
+/// Addresses, display names and attachment names are cut to this many characters; an address
+/// is at most 254 (RFC 5321 §4.5.3.1), a file name 255 on common file systems.
+const MAX_NAME_CHARS: usize = 256;
+
+/// Header names are cut to this many characters: real ones are under 80.
+const MAX_HEADER_NAME: usize = 128;
 
 /// What kind of automatic mail a message is, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Automated {
     /// Written by a person, as far as the headers tell.
+    #[default]
     No,
     /// An out-of-office or other automatic reply (RFC 3834 `Auto-Submitted`, Exchange's
     /// `X-Auto-Response-Suppress` is deliberately NOT a marker).
@@ -59,7 +95,10 @@ impl Party {
 }
 
 /// The parsed facts of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every text field except `body_excerpt` is one line (no control characters), and every field
+/// is bounded in size by the `MAX_*` constants of this module, whatever the input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The stable identity: see the module documentation.
     pub identity: String,
@@ -69,7 +108,7 @@ pub struct Envelope {
     pub original_message_id: Option<String>,
     /// In-Reply-To IDs.
     pub in_reply_to: Vec<String>,
-    /// References IDs, oldest first.
+    /// References IDs, oldest first; at most [`MAX_IDS`], keeping the first and the newest.
     pub references: Vec<String>,
     /// The sender.
     pub from: Option<Party>,
@@ -79,8 +118,13 @@ pub struct Envelope {
     pub cc: Vec<Party>,
     /// The decoded subject on one line.
     pub subject: String,
-    /// The sender's Date header: display only, never a clock start.
+    /// The sender's Date header: display only, never a clock start. The sender's clock can be
+    /// wrong by hours or years (field case BUG-14).
     pub date: Option<DateTime<Utc>>,
+    /// The date of the newest `Received:` header, written by the receiving server rather than
+    /// the sender: the arrival time to use when the server reports no INTERNALDATE.
+    #[serde(default)]
+    pub received: Option<DateTime<Utc>>,
     /// The message's size in bytes as the server reported it, or as fetched.
     pub size: u64,
     /// Automatic-mail classification.
@@ -89,7 +133,17 @@ pub struct Envelope {
     pub mailing_list: bool,
     /// File names of attachments seen within the fetched part of the message.
     pub attachments: Vec<String>,
-    /// The start of the first text part, for body rules.
+    /// True when the message carries an Outlook TNEF part (`application/ms-tnef`, usually
+    /// `winmail.dat`): its real body and attachments are inside that part, which postroom does
+    /// not decode, so agents must open the message in Outlook (field case BUG-11).
+    #[serde(default)]
+    pub tnef: bool,
+    /// True when the parse guards cut the message (see [`MAX_PARSE_BYTES`]): the envelope then
+    /// describes only the start of the message.
+    #[serde(default)]
+    pub truncated: bool,
+    /// The start of the first text part, for body rules: line breaks are `\n`, other control
+    /// characters except tab are replaced by spaces.
     pub body_excerpt: String,
     /// Headers as (lowercased name, unfolded value), bounded in count and length.
     pub headers: Vec<(String, String)>,
@@ -116,71 +170,100 @@ pub enum ParseFailure {
 }
 
 /// Parses fetched bytes into an envelope. `size` is the server's RFC822.SIZE when known.
+///
+/// Never panics: the input is first cut to what the parser handles in bounded time and stack
+/// (see `prepare`), and a panic inside the parser is caught and reported as
+/// [`ParseFailure::ParserPanicked`].
 pub fn parse(raw: &[u8], size: Option<u64>) -> Result<Envelope, ParseFailure> {
     if raw.is_empty() {
         return Err(ParseFailure::NoData);
     }
+    let prepared = prepare::prepare(raw);
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         MessageParser::default()
-            .parse(raw)
-            .map(|message| envelope_of(&message, raw, size))
+            .parse(prepared.bytes.as_ref())
+            .map(|message| envelope_of(&message))
     }));
-    match parsed {
-        Err(_) => Err(ParseFailure::ParserPanicked),
-        Ok(None) => Err(ParseFailure::Unparseable),
-        Ok(Some(result)) => result,
-    }
+    let mut envelope = match parsed {
+        Err(_) => return Err(ParseFailure::ParserPanicked),
+        Ok(None) => return Err(ParseFailure::Unparseable),
+        Ok(Some(result)) => result?,
+    };
+    envelope.size = size.unwrap_or(raw.len() as u64);
+    envelope.truncated = prepared.truncated;
+    Ok(envelope)
 }
 
-fn envelope_of(
-    message: &Message<'_>,
-    raw: &[u8],
-    size: Option<u64>,
-) -> Result<Envelope, ParseFailure> {
+fn envelope_of(message: &Message<'_>) -> Result<Envelope, ParseFailure> {
     let message_id = message.message_id().and_then(clean_id);
-    let subject = message.subject().map(one_line).unwrap_or_default();
+    let subject = capped(
+        &one_line(message.subject().unwrap_or_default()),
+        MAX_SUBJECT_CHARS,
+    );
     let from = message.from().and_then(first_party);
-    let date = message
-        .date()
-        .and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single());
+    let date = message.date().and_then(valid_utc);
     if message_id.is_none() && from.is_none() && subject.is_empty() && date.is_none() {
         return Err(ParseFailure::NoUsableHeaders);
     }
-    if is_retrieval_failure(&subject, from.as_ref()) {
+    let body_excerpt = parts::excerpt(message);
+    if is_retrieval_failure(&subject, &body_excerpt, from.as_ref()) {
         return Err(ParseFailure::RetrievalFailed);
     }
     let headers = kept_headers(message);
-    let automated = classify(message, &headers, &subject, from.as_ref());
+    let from_name = message
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name.as_deref());
+    let automated = classify::classify(message, &headers, &subject, from.as_ref(), from_name);
+    let (attachments, tnef) = parts::attachments(message);
     let mut envelope = Envelope {
-        identity: String::new(),
-        original_message_id: header_text(message, "X-Microsoft-Original-Message-ID")
-            .and_then(|v| clean_id(&v)),
+        original_message_id: message
+            .header_raw("X-Microsoft-Original-Message-ID")
+            .and_then(first_bracketed_id),
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
         to: parties(message.to()),
         cc: parties(message.cc()),
+        // mail-parser's single-header accessors return the last occurrence; the newest Received is
+        // the first.
+        received: message
+            .received_all()
+            .next()
+            .and_then(|r| r.date())
+            .as_ref()
+            .and_then(valid_utc),
         mailing_list: is_list(&headers),
-        attachments: attachment_names(message),
-        body_excerpt: message
-            .body_text(0)
-            .map(|text| text.chars().take(BODY_EXCERPT_CHARS).collect())
-            .unwrap_or_default(),
-        size: size.unwrap_or(raw.len() as u64),
         message_id,
         from,
         subject,
         date,
         automated,
+        attachments,
+        tnef,
+        body_excerpt,
         headers,
+        ..Envelope::default()
     };
     envelope.identity = identity(&envelope);
     Ok(envelope)
 }
 
-/// Exchange's placeholder for an item it cannot convert to MIME carries this subject line.
-fn is_retrieval_failure(subject: &str, from: Option<&Party>) -> bool {
-    subject.starts_with("Retrieval using the IMAP4 protocol failed")
-        || (from.is_none() && subject.contains("Retrieval using the IMAP4 protocol failed"))
+/// A header date as UTC, unless a field is out of range ("99 Mar 2025 99:99:99 +9999"), which
+/// mail-parser would otherwise roll over into a plausible-looking but made-up instant.
+fn valid_utc(date: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
+    let valid = date.is_valid();
+    valid
+        .then(|| Utc.timestamp_opt(date.to_timestamp(), 0).single())
+        .flatten()
+}
+
+/// Exchange's placeholder for an item it cannot convert to MIME: sent by "Microsoft Exchange
+/// Server", subject and body "Retrieval using the IMAP4 protocol failed for the following
+/// message: <n>".
+fn is_retrieval_failure(subject: &str, body: &str, from: Option<&Party>) -> bool {
+    const MARKER: &str = "Retrieval using the IMAP4 protocol failed";
+    subject.starts_with(MARKER)
+        || (from.is_none() && (subject.contains(MARKER) || body.trim_start().starts_with(MARKER)))
 }
 
 /// The identity: a hash over the Message-ID and headers that survive Exchange regenerating the
@@ -193,13 +276,7 @@ fn identity(envelope: &Envelope) -> String {
         hasher.update([0u8]);
     };
     feed(envelope.message_id.as_deref().unwrap_or(""));
-    feed(
-        envelope
-            .from
-            .as_ref()
-            .map(|p| p.address.as_str())
-            .unwrap_or(""),
-    );
+    feed(envelope.from.as_ref().map_or("", |p| p.address.as_str()));
     feed(
         &envelope
             .date
@@ -228,36 +305,61 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Replaces control characters (CR, LF, NUL...) with spaces and trims: mail text must never be
-/// able to start a new header line anywhere we reuse it.
+/// The first `max` characters of `text`.
+fn capped(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Replaces control characters (CR, LF, NUL, C1 controls...) and the Unicode line and paragraph
+/// separators with spaces, collapses white space and trims: mail text must never be able to
+/// start a new header line, or a new line in a log, anywhere we reuse it.
 pub fn one_line(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| match c {
+            c if c.is_control() => ' ',
+            '\u{2028}' | '\u{2029}' => ' ',
+            c => c,
+        })
         .collect();
     squash(&cleaned)
 }
 
-/// Strips angle brackets and white space from a Message-ID; empty becomes `None`.
+/// Strips angle brackets and white space from a Message-ID; empty, over-long or
+/// control-character IDs become `None`.
 pub fn clean_id(raw: &str) -> Option<String> {
     let id = raw
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim();
-    (!id.is_empty() && !id.chars().any(char::is_control)).then(|| id.to_string())
+    let valid = !id.is_empty() && id.len() <= MAX_ID_CHARS && !id.chars().any(char::is_control);
+    valid.then(|| id.to_string())
 }
 
+/// The ID in a raw header value such as `\r\n <a@b>`: the first bracketed token, or the whole
+/// trimmed value when there are no brackets.
+fn first_bracketed_id(raw: &str) -> Option<String> {
+    let inner = raw
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(raw, |(id, _)| id);
+    clean_id(inner)
+}
+
+/// The IDs of an In-Reply-To or References header: at most [`MAX_IDS`], keeping the first (the
+/// thread's root) and the newest ones.
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
-    match value {
+    let ids: Vec<String> = match value {
         HeaderValue::Text(text) => text.split_whitespace().filter_map(clean_id).collect(),
         HeaderValue::TextList(list) => list.iter().filter_map(|t| clean_id(t)).collect(),
         _ => Vec::new(),
+    };
+    if ids.len() <= MAX_IDS {
+        return ids;
     }
-}
-
-fn header_text(message: &Message<'_>, name: &str) -> Option<String> {
-    message.header_raw(name).map(|raw| raw.trim().to_string())
+    let newest = &ids[ids.len() - (MAX_IDS - 1)..];
+    std::iter::once(&ids[0]).chain(newest).cloned().collect()
 }
 
 fn first_party(address: &Address<'_>) -> Option<Party> {
@@ -266,19 +368,20 @@ fn first_party(address: &Address<'_>) -> Option<Party> {
 
 fn parties(address: Option<&Address<'_>>) -> Vec<Party> {
     address
-        .map(|a| a.iter().filter_map(party).take(100).collect())
+        .map(|a| a.iter().filter_map(party).take(MAX_IDS).collect())
         .unwrap_or_default()
 }
 
 fn party(addr: &mail_parser::Addr<'_>) -> Option<Party> {
-    let address = addr
-        .address
-        .as_deref()
-        .map(|a| one_line(a).to_lowercase())?;
+    let address = capped(&one_line(addr.address.as_deref()?), MAX_NAME_CHARS).to_lowercase();
     if address.is_empty() {
         return None;
     }
-    let name = addr.name.as_deref().map(one_line).filter(|n| !n.is_empty());
+    let name = addr
+        .name
+        .as_deref()
+        .map(|n| capped(&one_line(n), MAX_NAME_CHARS));
+    let name = name.filter(|n| !n.is_empty());
     Some(Party { name, address })
 }
 
@@ -287,12 +390,13 @@ fn kept_headers(message: &Message<'_>) -> Vec<(String, String)> {
         .headers_raw()
         .take(MAX_KEPT_HEADERS)
         .map(|(name, value)| {
-            let value: String = one_line(value).chars().take(MAX_HEADER_VALUE).collect();
-            (name.to_ascii_lowercase(), value)
+            let name = capped(&one_line(name), MAX_HEADER_NAME).to_ascii_lowercase();
+            (name, capped(&one_line(value), MAX_HEADER_VALUE))
         })
         .collect()
 }
 
+/// The value of the first kept header with this (lowercase) name.
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -304,92 +408,6 @@ fn is_list(headers: &[(String, String)]) -> bool {
     header(headers, "list-id").is_some()
         || header(headers, "list-unsubscribe").is_some()
         || header(headers, "precedence").is_some_and(|p| p.eq_ignore_ascii_case("list"))
-}
-
-/// Subject prefixes of automatic replies in the languages Exchange and common clients use.
-const AUTO_REPLY_SUBJECTS: &[&str] = &[
-    "automatic reply:",
-    "auto reply:",
-    "autoreply:",
-    "out of office",
-    "automatische antwort:",
-    "abwesenheitsnotiz",
-    "réponse automatique",
-    "respuesta automática:",
-    "risposta automatica:",
-    "automatisch antwoord:",
-    "autosvar:",
-    "automaattinen vastaus:",
-];
-
-fn classify(
-    message: &Message<'_>,
-    headers: &[(String, String)],
-    subject: &str,
-    from: Option<&Party>,
-) -> Automated {
-    if let Some(kind) = report_kind(message) {
-        return kind;
-    }
-    let auto_submitted = header(headers, "auto-submitted").map(str::to_ascii_lowercase);
-    match auto_submitted.as_deref() {
-        Some(v) if v.starts_with("auto-replied") => return Automated::AutoReply,
-        Some(v) if v.starts_with("auto-generated") || v.starts_with("auto-notified") => {
-            return Automated::Generated
-        }
-        _ => {}
-    }
-    let autoreply_header = ["x-autoreply", "x-autorespond", "x-auto-reply"]
-        .iter()
-        .any(|name| header(headers, name).is_some());
-    let precedence = header(headers, "precedence").map(str::to_ascii_lowercase);
-    let lower_subject = subject.to_lowercase();
-    if autoreply_header
-        || precedence.as_deref() == Some("auto_reply")
-        || AUTO_REPLY_SUBJECTS
-            .iter()
-            .any(|p| lower_subject.starts_with(p))
-    {
-        return Automated::AutoReply;
-    }
-    let daemon = from.is_some_and(|p| {
-        let local = p.address.split('@').next().unwrap_or("");
-        local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
-    });
-    if daemon {
-        return Automated::Bounce;
-    }
-    Automated::No
-}
-
-/// Delivery reports and read receipts by their MIME type (RFC 6522 multipart/report).
-fn report_kind(message: &Message<'_>) -> Option<Automated> {
-    let ctype = message.root_part().content_type()?;
-    if !ctype.ctype().eq_ignore_ascii_case("multipart")
-        || !ctype
-            .subtype()
-            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-    {
-        return None;
-    }
-    match ctype
-        .attribute("report-type")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("disposition-notification") => Some(Automated::ReadReceipt),
-        Some("delivery-status") | Some("delivery-status-notification") => Some(Automated::Bounce),
-        _ => Some(Automated::Generated),
-    }
-}
-
-fn attachment_names(message: &Message<'_>) -> Vec<String> {
-    message
-        .attachments()
-        .take(100)
-        .filter_map(|part| part.attachment_name().map(one_line))
-        .filter(|name| !name.is_empty())
-        .collect()
 }
 
 /// Lowercases a subject and strips reply and forward prefixes in the languages Outlook uses
