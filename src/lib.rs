@@ -6,8 +6,10 @@
 //! - [`imap`]: talks IMAP to the server: connect, log in, fetch, move. It applies decisions and
 //!   never makes them.
 //! - [`message`]: raw bytes to an [`message::Envelope`] and a stable identity.
+//! - [`rules`]: the admin's ordered routing rules and what they say about a message.
 //! - [`decide`] with [`assign`]: the pure decision (conversation, owner, folder), shared by `run`
 //!   and `explain`, testable without a server.
+//! - [`explain`]: runs a decision on a message file and prints the reasoning.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
@@ -24,8 +26,10 @@ pub mod config;
 pub mod config_check;
 pub mod daemon;
 pub mod decide;
+pub mod explain;
 pub mod imap;
 pub mod message;
+pub mod rules;
 pub mod secret;
 pub mod status;
 pub mod store;
