@@ -494,3 +494,18 @@ fn availability_settings_are_checked() {
         Config::parse(&good).err()
     );
 }
+
+#[test]
+fn the_documented_example_is_a_valid_config() {
+    let doc = include_str!("../../docs/rules.md");
+    let example = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let mailbox = "[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\
+                   [[mailbox]]\nname = \"support\"\nserver = \"s\"\nlogin = \"u\"\n\
+                   password_env = \"P\"\nteam = \"support\"\n";
+    let config = Config::parse(&format!("{mailbox}{example}")).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(config.rules.len(), 5);
+}
