@@ -112,11 +112,9 @@ fn corpus_dir() -> PathBuf {
 fn load_corpus() -> Result<Vec<Mail>> {
     let dir = corpus_dir();
     let mut mail = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
-        let path = entry?.path();
-        if !path.is_file() {
-            continue;
-        }
+    let mut files = Vec::new();
+    collect_files(&dir, &mut files)?;
+    for path in files {
         let raw = std::fs::read(&path)?;
         if let Ok(envelope) = message::parse(&raw, None) {
             mail.push(Mail { raw, envelope });
@@ -125,6 +123,18 @@ fn load_corpus() -> Result<Vec<Mail>> {
     mail.sort_by_key(|m| m.envelope.date);
     anyhow::ensure!(!mail.is_empty(), "no messages in {}", dir.display());
     Ok(mail)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn postroom_binary() -> Result<PathBuf> {

@@ -39,6 +39,17 @@ pub enum Command {
     Status,
     /// Rebuild ownership from the mailbox folders alone, after the store was lost. Moves nothing.
     Rebuild,
+    /// Show the decision for a message file, with every reason, without touching any mailbox.
+    Explain {
+        /// The message, as an .eml file.
+        message: PathBuf,
+        /// The mailbox it arrives in (the first configured one by default).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Decide as at this instant (RFC 3339, e.g. 2025-03-10T09:05:00+01:00) instead of now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    },
 }
 
 /// Entry point for the binary.
@@ -83,6 +94,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             runtime.block_on(crate::daemon::rebuild(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            message,
+            mailbox,
+            at,
+        } => {
+            let at = at.map(|t| t.with_timezone(&chrono::Utc));
+            print!(
+                "{}",
+                crate::explain::run(&config, &message, mailbox.as_deref(), at)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {

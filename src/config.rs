@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::assign::availability::{AwayPeriod, WorkingHours};
+use crate::assign::{StickyWhenAway, Strategy};
 use crate::calendar::CalendarConfig;
+use crate::rules::parsed::{Parsed, Zone};
+use crate::rules::RuleConfig;
 use crate::secret::SecretSource;
 use crate::sla::SlaConfig;
 
@@ -41,6 +45,9 @@ pub struct Config {
     /// SLA policies.
     #[serde(default, rename = "sla")]
     pub slas: Vec<SlaConfig>,
+    /// Routing rules, in the order they are evaluated (see [`crate::rules`]).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -249,6 +256,12 @@ pub struct TeamConfig {
     pub agents: Vec<String>,
     /// The `[[calendar]]` SLA clocks count in for this team's mailboxes.
     pub calendar: Option<String>,
+    /// How new conversations are given out: `round_robin` (default), `least_open` or
+    /// `capacity`.
+    pub strategy: Option<Parsed<Strategy>>,
+    /// A follow-up whose owner is away goes to the `team` (default) or waits for the owner
+    /// (`wait`).
+    pub sticky_when_away: Option<Parsed<StickyWhenAway>>,
 }
 
 /// `[[agent]]`: a person.
@@ -260,6 +273,15 @@ pub struct AgentConfig {
     pub name: String,
     /// Where their notices go.
     pub email: Option<String>,
+    /// The most open conversations they take; at this count they get no new ones.
+    pub max_open: Option<u64>,
+    /// The time zone their away dates and working hours are in (IANA name, UTC by default).
+    pub time_zone: Option<Parsed<Zone>>,
+    /// Days off: `away = [{ from = 2025-03-10, until = 2025-03-14 }]`, both days included.
+    #[serde(default)]
+    pub away: Vec<AwayPeriod>,
+    /// Weekly working hours; outside them they get no new conversations.
+    pub working_hours: Option<WorkingHours>,
 }
 
 /// One problem found in a config file.

@@ -189,6 +189,51 @@ fn unknown_key_hint(key: &str) -> String {
         "escalation",
         "after",
         "outside_hours",
+        "rule",
+        "mailbox",
+        "when",
+        "assign",
+        "unassigned",
+        "ignore",
+        "priority",
+        "sla",
+        "tags",
+        "folder",
+        "stop",
+        "strategy",
+        "sticky_when_away",
+        "max_open",
+        "time_zone",
+        "away",
+        "working_hours",
+        "from",
+        "from_domain",
+        "to",
+        "cc",
+        "recipient",
+        "subject",
+        "body",
+        "header",
+        "attachment",
+        "has_attachment",
+        "size_above",
+        "size_below",
+        "automated",
+        "mailing_list",
+        "spam_score",
+        "business_hours",
+        "all",
+        "any",
+        "not",
+        "equals",
+        "contains",
+        "regex",
+        "one_of",
+        "above",
+        "days",
+        "start",
+        "end",
+        "until",
     ];
     match known.iter().find(|k| close_to(last, k)) {
         Some(suggestion) => format!("did you mean `{suggestion}`? unknown keys are refused"),
@@ -241,6 +286,9 @@ pub fn validate(config: &Config, locator: &Locator) -> Vec<Problem> {
     check_agents(config, &mut report);
     check_calendars(config, &mut report);
     check_slas(config, &mut report);
+    for finding in crate::rules::check::findings(config) {
+        report.add(finding.key, finding.message, finding.hint);
+    }
     report.problems
 }
 

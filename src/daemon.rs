@@ -67,6 +67,8 @@ pub async fn rebuild(config: Config) -> Result<()> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives during start-up must still stop us cleanly.
+    let signals = Signals::install()?;
     let config = Arc::new(config);
     let store = Store::open(&config.daemon.state_dir)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -80,7 +82,7 @@ pub async fn run(config: Config) -> Result<()> {
         stop_rx.clone(),
     ));
     info!(mailboxes = tasks.len(), "postroom running");
-    wait_for_signal().await?;
+    signals.wait().await;
     info!("stopping: finishing in-flight messages");
     let _ = stop_tx.send(true);
     let all = futures::future::join_all(tasks);
@@ -107,13 +109,25 @@ fn warn_inline_password(mailbox: &crate::config::MailboxConfig) {
     }
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+/// SIGTERM and SIGINT, installed before anything else starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!("SIGTERM received"),
+            _ = self.int.recv() => info!("SIGINT received"),
+        }
+    }
 }

@@ -6,8 +6,11 @@
 //! - [`imap`]: talks IMAP to the server: connect, log in, fetch, move. It applies decisions and
 //!   never makes them.
 //! - [`message`]: raw bytes to an [`message::Envelope`] and a stable identity.
+//! - [`rules`]: the admin's ordered routing rules and what they say about a message.
 //! - [`decide`] with [`assign`]: the pure decision (conversation, owner, folder), shared by `run`
 //!   and `explain`, testable without a server.
+//! - [`explain`]: runs a decision on a message file and prints the reasoning.
+//! - [`intake`]: decides one message (or re-finds its decision) and records it before any move.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
 //! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth.
 //! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
@@ -29,9 +32,12 @@ pub mod config_check;
 pub mod control;
 pub mod daemon;
 pub mod decide;
+pub mod explain;
 pub mod imap;
+pub mod intake;
 pub mod message;
 pub mod outlook;
+pub mod rules;
 pub mod secret;
 pub mod sla;
 pub mod status;

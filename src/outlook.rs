@@ -327,6 +327,7 @@ impl Watcher<'_> {
                 .collect(),
             rotation: None,
             sla: None,
+            work: true,
             message: record.clone(),
             event,
         })?;

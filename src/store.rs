@@ -36,6 +36,9 @@ pub enum MessageState {
     Left,
     /// No longer in any folder postroom watches: deleted, or moved out of its sight.
     Gone,
+    /// Work nobody could take (everyone away or at capacity): it stays in the inbox and is
+    /// given out, oldest first, as soon as someone can take it.
+    Waiting,
 }
 
 /// One handled message.
@@ -206,6 +209,9 @@ pub struct Commit {
     pub rotation: Option<(String, String)>,
     /// The SLA policy for a new conversation, by name.
     pub sla: Option<String>,
+    /// True when the message is work (not automatic mail, not ignored): only work reopens a
+    /// closed conversation or starts a wait for an answer.
+    pub work: bool,
     /// The event describing the decision.
     pub event: Event,
 }
@@ -223,6 +229,7 @@ pub struct Store {
     events: sled::Tree,
     quarantine: sled::Tree,
     agents: sled::Tree,
+    waiting: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
@@ -250,6 +257,7 @@ impl Store {
             events: tree("events")?,
             quarantine: tree("quarantine")?,
             agents: tree("agents")?,
+            waiting: tree("waiting")?,
             db,
         })
     }
@@ -324,6 +332,15 @@ impl Store {
         Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// The turn number of an agent's latest round-robin turn in a team.
+    pub fn last_turn(&self, team: &str, agent: &str) -> Result<Option<u64>> {
+        let value = self
+            .rotation
+            .get(pair(team, agent))
+            .context("read rotation")?;
+        Ok(value.map(|v| decode_u64(&v)))
+    }
+
     /// How many open conversations an agent owns.
     pub fn open_count(&self, agent: &str) -> Result<u64> {
         let value = self.load.get(agent).context("read agent load")?;
@@ -354,7 +371,7 @@ impl Store {
                     threads.insert(pair(&message.mailbox, id), conv_id.as_bytes())?;
                 }
                 if let Some((team, agent)) = &commit.rotation {
-                    rotation.insert(team.as_bytes(), agent.as_bytes())?;
+                    take_turn(rotation, team, agent)?;
                 }
                 let mut event = commit.event.clone();
                 event.conversation = Some(conv_id.clone());
@@ -626,6 +643,38 @@ impl Store {
         Ok(changed)
     }
 
+    /// Keeps the envelope of a waiting message so it can be decided again without a fetch.
+    pub fn set_waiting(
+        &self,
+        mailbox: &str,
+        arrived: DateTime<Utc>,
+        envelope: &crate::message::Envelope,
+    ) -> Result<()> {
+        let key = waiting_key(mailbox, arrived, &envelope.identity);
+        self.waiting
+            .insert(key, serde_json::to_vec(envelope)?)
+            .context("write waiting")?;
+        Ok(())
+    }
+
+    /// Waiting envelopes of a mailbox, oldest arrival first.
+    pub fn waiting(&self, mailbox: &str) -> Result<Vec<crate::message::Envelope>> {
+        scan_json(&self.waiting, &prefix(mailbox))
+    }
+
+    /// Forgets a waiting message (given out, or gone).
+    pub fn clear_waiting(
+        &self,
+        mailbox: &str,
+        arrived: DateTime<Utc>,
+        identity: &str,
+    ) -> Result<()> {
+        self.waiting
+            .remove(waiting_key(mailbox, arrived, identity))
+            .context("clear waiting")?;
+        Ok(())
+    }
+
     /// Marks an agent away (or back) at run time.
     pub fn set_agent_away(&self, agent: &str, away: bool, event: Event) -> Result<()> {
         self.agents
@@ -672,6 +721,10 @@ fn write_conversation(
             conv.owner = message.owner.clone();
             conv.messages += 1;
             conv.last_message = conv.last_message.max(arrived);
+            if !commit.work {
+                put_json(conversations, conv.id.as_bytes(), &conv)?;
+                return Ok(conv.id);
+            }
             if conv.waiting_since.is_none() {
                 conv.waiting_since = Some(arrived);
             }
@@ -707,6 +760,21 @@ fn write_conversation(
     Ok(conversation.id)
 }
 
+/// Records an agent's turn: the team's last chosen agent, and a per-team turn number that
+/// round robin uses to find who has waited longest.
+fn take_turn(rotation: &TransactionalTree, team: &str, agent: &str) -> TxResult<()> {
+    let counter_key = pair(team, "#");
+    let turn = rotation
+        .get(&counter_key)?
+        .map(|v| decode_u64(&v))
+        .unwrap_or(0)
+        + 1;
+    rotation.insert(counter_key, &turn.to_be_bytes())?;
+    rotation.insert(pair(team, agent), &turn.to_be_bytes())?;
+    rotation.insert(team.as_bytes(), agent.as_bytes())?;
+    Ok(())
+}
+
 fn adjust_load(load: &TransactionalTree, agent: Option<&str>, delta: i64) -> TxResult<()> {
     let Some(agent) = agent else { return Ok(()) };
     let current = load.get(agent)?.map(|v| decode_u64(&v)).unwrap_or(0);
@@ -733,6 +801,13 @@ fn pair(a: &str, b: &str) -> Vec<u8> {
 fn prefix(a: &str) -> Vec<u8> {
     let mut key = a.as_bytes().to_vec();
     key.push(0);
+    key
+}
+
+fn waiting_key(mailbox: &str, arrived: DateTime<Utc>, identity: &str) -> Vec<u8> {
+    let mut key = prefix(mailbox);
+    key.extend_from_slice(&arrived.timestamp_millis().to_be_bytes());
+    key.extend_from_slice(identity.as_bytes());
     key
 }
 

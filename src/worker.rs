@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::calendar::Calendar;
 use crate::clock::Clock;
 use crate::config::{Config, MailboxConfig, ServerConfig};
-use crate::decide::{decide, Outcome};
 use crate::imap::{Connection, FolderInfo, IdleEnd};
-use crate::message::{self, Envelope, ParseFailure};
+use crate::intake::{Intake, Placement};
+use crate::message::{self, ParseFailure};
 use crate::outlook::{self, Watcher};
 use crate::secret::Secret;
-use crate::store::{Commit, Event, EventKind, MessageRecord, MessageState, Quarantined, Store};
+use crate::store::{Event, EventKind, MessageState, Quarantined, Store};
 
 /// How often a message that came back without data is retried before it is quarantined.
 /// Exchange sometimes returns fresh mail empty for a short while, so one failure is not enough.
@@ -49,14 +50,8 @@ pub struct Worker {
     /// UIDs whose batch fetch failed: fetched one at a time so one bad message cannot stall the
     /// others (field case BUG-07).
     suspects: HashSet<u32>,
-}
-
-/// What to do with one fetched message once decisions are recorded.
-struct Placement {
-    uid: u32,
-    identity: String,
-    folder: Option<String>,
-    owner: Option<String>,
+    /// The mailbox's business calendar (its own, or its team's), built once.
+    calendar: Option<Calendar>,
 }
 
 impl Worker {
@@ -73,6 +68,7 @@ impl Worker {
             .server(&mailbox.server)
             .cloned()
             .with_context(|| format!("mailbox {} names an unknown server", mailbox.name))?;
+        let calendar = mailbox_calendar(&config, &mailbox)?;
         Ok(Worker {
             config,
             mailbox,
@@ -82,6 +78,7 @@ impl Worker {
             clock,
             stop,
             suspects: HashSet::new(),
+            calendar,
         })
     }
 
@@ -188,6 +185,7 @@ impl Worker {
             }
             if polled.elapsed() >= folder_poll {
                 self.watcher().poll(&mut conn).await?;
+                self.give_out_waiting(&mut conn, &info).await?;
                 polled = Instant::now();
             }
             if reconciled.elapsed() >= reconcile_every {
@@ -327,7 +325,8 @@ impl Worker {
             seen.insert(item.uid);
             match message::parse(&item.raw, item.size) {
                 Ok(envelope) => {
-                    if let Some(p) = self.place(&envelope, item.uid, item.internal_date)? {
+                    let intake = self.intake();
+                    if let Some(p) = intake.place(&envelope, item.uid, item.internal_date)? {
                         placements.push(p);
                     }
                 }
@@ -425,109 +424,35 @@ impl Worker {
         Ok(attempts)
     }
 
-    /// Decides (or re-finds the earlier decision for) one message; records it; says where it goes.
-    fn place(
-        &self,
-        envelope: &Envelope,
-        uid: u32,
-        arrived: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<Option<Placement>> {
-        let name = &self.mailbox.name;
-        let mut returned = None;
-        if let Some(record) = self.store.message(name, &envelope.identity)? {
-            if !matches!(
-                record.state,
-                MessageState::Filed { .. } | MessageState::Gone
-            ) {
-                return Ok(self.resume(record, uid));
-            }
-            returned = Some(self.release_returned(&record)?);
-        }
-        let decision = decide(envelope, &self.mailbox, &self.config, &self.store)?;
-        debug!(mailbox = %name, uid, identity = %envelope.identity, outcome = ?decision.outcome, "decided");
-        let now = self.clock.now();
-        let state = match decision.folder {
-            Some(_) => MessageState::Pending {
-                folder: decision.folder.clone(),
-            },
-            None => MessageState::Left,
-        };
-        let record = MessageRecord {
-            identity: envelope.identity.clone(),
-            mailbox: name.clone(),
-            message_id: envelope.message_id.clone(),
-            conversation: decision.conversation.clone().unwrap_or_default(),
-            owner: decision.owner.clone(),
-            state,
-            arrived,
-            decided_at: now,
-            subject: envelope.subject.clone(),
-            from: envelope.from.as_ref().map(|p| p.address.clone()),
-        };
-        let kind = match decision.outcome {
-            Outcome::FollowUp => EventKind::FollowUp,
-            Outcome::Assigned => EventKind::Assigned,
-            Outcome::Automated | Outcome::Unassigned => EventKind::Left,
-        };
-        let mut event = self.event(
-            kind,
-            Some(envelope.identity.clone()),
-            decision.owner.clone(),
-            decision.summary.clone(),
-        );
-        event.at = now;
-        let mut record = record;
-        if let Some(conv) = &returned {
-            // Routed again, but it stays in its own conversation and takes it along.
-            record.conversation = conv.clone();
-        }
-        let conversation = self.store.commit(&Commit {
-            new_conversation: decision.conversation.is_none() && returned.is_none(),
-            message: record,
-            thread_ids: decision.thread_ids.clone(),
-            rotation: decision.rotation.clone(),
-            sla: None,
-            event,
-        })?;
-        info!(mailbox = %name, uid, conversation, agent = decision.owner.as_deref().unwrap_or("-"), "{}", decision.summary);
-        Ok(decision.folder.map(|folder| Placement {
-            uid,
-            identity: envelope.identity.clone(),
-            folder: Some(folder),
-            owner: decision.owner,
-        }))
-    }
-
-    /// A message postroom already decided on is in the inbox again.
-    fn resume(&self, record: MessageRecord, uid: u32) -> Option<Placement> {
-        match record.state {
-            // Decided before a crash or a lost connection: finish the same decision.
-            MessageState::Pending { folder } => folder.map(|folder| Placement {
-                uid,
-                identity: record.identity,
-                folder: Some(folder),
-                owner: record.owner,
-            }),
-            MessageState::Left => None,
-            // Handled by `place`, which routes such a message again.
-            MessageState::Filed { .. } | MessageState::Gone => None,
+    fn intake(&self) -> Intake<'_> {
+        Intake {
+            config: &self.config,
+            mailbox: &self.mailbox,
+            store: &self.store,
+            calendar: self.calendar.as_ref(),
+            now: self.clock.now(),
         }
     }
 
-    /// A person moved a filed message back to the inbox: its conversation loses its owner so
-    /// the decision that follows routes it afresh. Returns the conversation id.
-    fn release_returned(&self, record: &MessageRecord) -> Result<String> {
-        let previous = record.owner.as_deref().unwrap_or("nobody");
-        let detail = format!("moved back to the inbox by a person; released from {previous}");
-        info!(mailbox = %self.mailbox.name, conversation = %record.conversation, "{detail}");
-        let event = self.event(
-            EventKind::Released,
-            Some(record.identity.clone()),
-            record.owner.clone(),
-            detail,
-        );
-        self.store.set_owner(&record.conversation, None, event)?;
-        Ok(record.conversation.clone())
+    /// Gives out waiting work, oldest first, once someone can take it (an agent is back, a
+    /// conversation was closed and freed capacity).
+    async fn give_out_waiting(&self, conn: &mut Connection, info: &FolderInfo) -> Result<()> {
+        if self.store.waiting(&self.mailbox.name)?.is_empty() {
+            return Ok(());
+        }
+        let listing = conn.message_ids().await?;
+        let uid_of = |id: &str| {
+            listing
+                .iter()
+                .find(|(_, m)| m.as_deref() == Some(id))
+                .map(|(u, _)| *u)
+        };
+        let placements = self.intake().redecide_waiting(&uid_of)?;
+        if !placements.is_empty() {
+            self.store.flush()?;
+            self.apply(conn, info, placements).await?;
+        }
+        Ok(())
     }
 
     /// Moves placed messages, grouped by folder, and records where they landed.
@@ -539,9 +464,7 @@ impl Worker {
     ) -> Result<()> {
         let mut by_folder: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
         for p in placements {
-            if let Some(folder) = p.folder.clone() {
-                by_folder.entry(folder).or_default().push(p);
-            }
+            by_folder.entry(p.folder.clone()).or_default().push(p);
         }
         for (folder, group) in by_folder {
             let uids: Vec<u32> = group.iter().map(|p| p.uid).collect();
@@ -601,6 +524,24 @@ impl Worker {
             detail,
         }
     }
+}
+
+/// The business calendar of a mailbox: its own `calendar`, else its team's.
+fn mailbox_calendar(config: &Config, mailbox: &MailboxConfig) -> Result<Option<Calendar>> {
+    let team = config
+        .team(&mailbox.team)
+        .and_then(|t| t.calendar.as_deref());
+    let Some(name) = mailbox.calendar.as_deref().or(team) else {
+        return Ok(None);
+    };
+    let Some(calendar) = config.calendar(name) else {
+        anyhow::bail!("mailbox {}: no [[calendar]] is named {name}", mailbox.name)
+    };
+    let built = Calendar::from_config(calendar).map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("calendar {name}: {}", text.join("; "))
+    })?;
+    Ok(Some(built))
 }
 
 /// The IMAP keyword naming an owner: an atom, so anything outside `[A-Za-z0-9_-]` becomes `_`.

@@ -270,27 +270,38 @@ async fn a_server_without_move_or_keywords_still_gets_every_message_filed() {
 async fn killed_mid_backlog_and_restarted_every_message_is_handled_once() {
     let site = Site::new(Flavor::Standard, "sigkill");
     let mut client = site.client().await;
-    let messages = common::ham(200);
+    let messages = common::ham(300);
     for raw in &messages {
         client.append("INBOX", raw).await.unwrap();
     }
-    for round in 0..3 {
+    // Kill at set points of progress, so every kill really lands mid-backlog.
+    for round in 1..=3u32 {
+        let daemon_left = messages.len() as u32 - 50 * round;
         let mut daemon = site.start();
-        let pause = Duration::from_millis(150 + 200 * round);
-        tokio::time::sleep(pause).await;
+        wait_for(
+            "progress before the kill",
+            FILE_LIMIT,
+            Duration::from_millis(2),
+            async || Ok(client.count("INBOX").await? <= daemon_left),
+        )
+        .await
+        .unwrap();
         daemon.sigkill().unwrap();
         let _ = daemon.wait_exit(Duration::from_secs(10)).await;
+        let left = client.count("INBOX").await.unwrap();
+        assert!(
+            left > 0,
+            "round {round}: the backlog finished before the kill"
+        );
     }
     let mut daemon = site.start();
     wait_all_filed(&mut client, messages.len(), FILE_LIMIT)
         .await
         .unwrap();
+    common::wait_watching(&daemon).await.unwrap();
     daemon.sigterm().unwrap();
-    assert!(daemon
-        .wait_exit(Duration::from_secs(20))
-        .await
-        .unwrap()
-        .success());
+    let status = daemon.wait_exit(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "{}", daemon.output());
     let all = placement(&mut client).await.unwrap();
     assert_each_once(&all, messages.len());
     assert_decided_once(&site, messages.len());

@@ -133,20 +133,35 @@ pub fn mail(id: &str, subject: &str, parent: Option<&str>) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Vendored real messages from the ham corpus, sorted by name.
+/// Vendored real messages from the ham corpus (all its subfolders), sorted by path.
 pub fn ham(limit: usize) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ham");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_file())
-        .collect();
+    let mut files = Vec::new();
+    collect_files(&dir, &mut files);
     files.sort();
+    assert!(
+        files.len() >= limit,
+        "only {} messages in {}",
+        files.len(),
+        dir.display()
+    );
     files
         .into_iter()
         .take(limit)
         .map(|p| std::fs::read(p).expect("read ham"))
         .collect()
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
 }
 
 /// Where each Message-ID sits: (folder, message-id) for every message in the inbox and in the

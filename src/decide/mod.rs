@@ -1,0 +1,281 @@
+//! The decision: given a parsed message, the config and the stored state, who owns it and where
+//! it goes.
+//!
+//! [`decide_with`] is a pure function of its inputs. It reads state through [`StateView`] (the
+//! store implements it; tests and `explain` use [`memory::MemoryState`]) and returns a
+//! [`Decision`] carrying its own explanation, so `run` and `explain` can never disagree. Nothing
+//! here talks IMAP or writes anything.
+//!
+//! The order of reasoning: the rules run first (they may tag or file even mail that is not
+//! work); automatic mail then stops, never becoming work; a reply to an owned conversation stays
+//! with its owner unless the owner is away; everything else is new work for the rule's target or
+//! the mailbox's team.
+
+pub mod memory;
+mod outcome;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::assign::{self, Candidate, Waiting};
+use crate::config::{Config, MailboxConfig};
+use crate::message::{Automated, Envelope};
+use crate::rules::{self, Facts, Priority, RuleMatch};
+use crate::store::{Conversation, Store};
+
+/// Read access to the state a decision depends on.
+pub trait StateView {
+    /// The conversation any of these Message-IDs belongs to in this mailbox.
+    fn conversation_for(&self, mailbox: &str, ids: &[String]) -> Result<Option<Conversation>>;
+    /// The agent the team's rotation chose last.
+    fn rotation(&self, team: &str) -> Result<Option<String>>;
+    /// Open conversations owned by an agent.
+    fn open_count(&self, agent: &str) -> Result<u64>;
+    /// The number of the agent's latest turn in the team's rotation: a counter per team that
+    /// grows by one with each persisted rotation step. `None` when the agent never had a turn.
+    ///
+    /// The default suits a state that does not count turns: strategies then fall back to the
+    /// team order after [`StateView::rotation`], which is fair while the team is unchanged but
+    /// cannot give a returning agent the turn they missed.
+    fn last_turn(&self, _team: &str, _agent: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Whether `postroom agent away ID` marked the agent away (until `postroom agent back ID`).
+    ///
+    /// The default suits a state without run-time flags: nobody is marked away, and only the
+    /// away periods and working hours in the config apply.
+    fn agent_away(&self, _agent: &str) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+impl StateView for Store {
+    fn conversation_for(&self, mailbox: &str, ids: &[String]) -> Result<Option<Conversation>> {
+        Store::conversation_for(self, mailbox, ids)
+    }
+    fn rotation(&self, team: &str) -> Result<Option<String>> {
+        Store::rotation(self, team)
+    }
+    fn open_count(&self, agent: &str) -> Result<u64> {
+        Store::open_count(self, agent)
+    }
+    fn last_turn(&self, team: &str, agent: &str) -> Result<Option<u64>> {
+        Store::last_turn(self, team, agent)
+    }
+    fn agent_away(&self, agent: &str) -> Result<bool> {
+        Store::agent_away(self, agent)
+    }
+}
+
+/// What a decision depends on besides the message, the config and the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The clock's time at decision: who is away or working is judged at this instant.
+    pub now: DateTime<Utc>,
+    /// Whether the message arrived inside the mailbox's business hours, from its calendar;
+    /// `None` when no calendar applies.
+    pub in_business_hours: Option<bool>,
+}
+
+impl Context {
+    /// A context at `now` with no calendar.
+    pub fn at(now: DateTime<Utc>) -> Context {
+        Context {
+            now,
+            in_business_hours: None,
+        }
+    }
+}
+
+/// What happens to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It continues a conversation that already has an owner.
+    FollowUp,
+    /// It starts a conversation (or takes over one whose owner is away) and an agent was chosen.
+    Assigned,
+    /// Automatic mail: recorded and filed, never work for anyone.
+    Automated,
+    /// Nobody owns it: a rule said so, it is ignored, or nobody could take it (see `waiting`).
+    Unassigned,
+}
+
+/// The full decision for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What kind of decision this is.
+    pub outcome: Outcome,
+    /// The existing conversation it joins, if any.
+    pub conversation: Option<String>,
+    /// The owner after this message.
+    pub owner: Option<String>,
+    /// The owner before, when a follow-up was given to someone else because they are away.
+    pub previous_owner: Option<String>,
+    /// The folder to move it to (decoded, `/`-separated); `None` leaves it in place.
+    pub folder: Option<String>,
+    /// A rotation step to persist: (team, agent).
+    pub rotation: Option<(String, String)>,
+    /// Message-IDs that should lead later replies to this conversation.
+    pub thread_ids: Vec<String>,
+    /// A conversation this one refers to without joining it (a forward of it).
+    pub refers_to: Option<String>,
+    /// A rule said this is not work: no owner, no SLA.
+    pub ignored: bool,
+    /// Why nobody was chosen, when nobody could be; the daemon gives it out later, oldest first.
+    pub waiting: Option<Waiting>,
+    /// Priority chosen by a rule.
+    pub priority: Option<Priority>,
+    /// SLA policy chosen by a rule (by name); `None` means the mailbox's default.
+    pub sla_policy: Option<String>,
+    /// Tags from the matching rules.
+    pub tags: Vec<String>,
+    /// Rules that matched, with why.
+    pub matched_rules: Vec<RuleMatch>,
+    /// The agents considered for a new owner, with why each was chosen or passed over.
+    pub candidates: Vec<Candidate>,
+    /// One sentence for the event log, e.g. "assigned to alice by round robin".
+    pub summary: String,
+    /// Every step of the reasoning, for `explain`.
+    pub explanation: Vec<String>,
+}
+
+impl Decision {
+    /// Whether this message starts or continues work that an SLA should time.
+    pub fn is_work(&self) -> bool {
+        !self.ignored && self.outcome != Outcome::Automated
+    }
+}
+
+/// Decides one message of one mailbox at the system clock's time, with no calendar.
+///
+/// Kept for callers that have not moved to [`decide_with`], which takes the time from the
+/// daemon's [`Clock`](crate::clock::Clock) and the calendar's answer, and is the pure one.
+pub fn decide(
+    envelope: &Envelope,
+    mailbox: &MailboxConfig,
+    config: &Config,
+    state: &dyn StateView,
+) -> Result<Decision> {
+    decide_with(envelope, mailbox, config, state, &Context::at(Utc::now()))
+}
+
+/// Decides one message of one mailbox: a pure function of its arguments.
+pub fn decide_with(
+    envelope: &Envelope,
+    mailbox: &MailboxConfig,
+    config: &Config,
+    state: &dyn StateView,
+    context: &Context,
+) -> Result<Decision> {
+    let facts = Facts {
+        envelope,
+        in_business_hours: context.in_business_hours,
+    };
+    let routing = rules::route(&config.rules, &mailbox.name, &facts);
+    let mut decision = outcome::start(envelope, &routing);
+    let existing = find_conversation(envelope, mailbox, state, &mut decision)?;
+    if envelope.automated != Automated::No {
+        return Ok(outcome::automated(
+            decision,
+            existing,
+            mailbox,
+            &routing,
+            envelope.automated,
+        ));
+    }
+    if let Some(conv) = existing.as_ref().filter(|c| c.owner.is_some()) {
+        return outcome::follow_up(decision, conv, mailbox, config, state, context, &routing);
+    }
+    decision.conversation = existing.map(|c| c.id);
+    outcome::new_work(decision, mailbox, config, state, context, &routing)
+}
+
+/// The conversation this message continues, if any. A forward never continues one: it is sent
+/// on to someone new, so it starts its own and only refers to the original (field case BUG-17).
+fn find_conversation(
+    envelope: &Envelope,
+    mailbox: &MailboxConfig,
+    state: &dyn StateView,
+    decision: &mut Decision,
+) -> Result<Option<Conversation>> {
+    let related = related_ids(envelope);
+    if related.is_empty() {
+        return Ok(None);
+    }
+    let found = state.conversation_for(&mailbox.name, &related)?;
+    if envelope.in_reply_to.is_empty() && is_forward(&envelope.subject) {
+        if let Some(conv) = found {
+            decision.explanation.push(format!(
+                "a forward (subject {:?}) of conversation {}: starts its own conversation",
+                forward_word(&envelope.subject).unwrap_or_default(),
+                conv.id
+            ));
+            decision.refers_to = Some(conv.id);
+        }
+        return Ok(None);
+    }
+    Ok(found)
+}
+
+/// Forward prefixes of the clients our users run: English, German (WG), French (TR), Spanish
+/// (RV), Italian (I), Dutch (Doorst), Nordic (VS, VB). Reply prefixes are deliberately absent.
+const FORWARD_PREFIXES: &[&str] = &["fwd", "fw", "wg", "tr", "rv", "i", "doorst", "vs", "vb"];
+
+/// The first subject prefix, when it is a forward prefix (counted forms like `FW[2]:` too).
+fn forward_word(subject: &str) -> Option<&str> {
+    let (head, _) = subject.trim_start().split_once(':')?;
+    let word = head.split('[').next().unwrap_or(head).trim();
+    FORWARD_PREFIXES
+        .iter()
+        .any(|p| word.eq_ignore_ascii_case(p))
+        .then_some(word)
+}
+
+fn is_forward(subject: &str) -> bool {
+    forward_word(subject).is_some()
+}
+
+/// The folder of an agent in a mailbox: `<assigned_root>/<agent name>`.
+pub fn agent_folder(mailbox: &MailboxConfig, config: &Config, agent: &str) -> String {
+    let name = config
+        .agent(agent)
+        .map(|a| a.name.as_str())
+        .unwrap_or(agent);
+    format!("{}/{}", mailbox.assigned_root, name)
+}
+
+/// IDs that identify this message for later replies: its own and Exchange's original.
+fn thread_ids(envelope: &Envelope) -> Vec<String> {
+    envelope
+        .message_id
+        .iter()
+        .chain(envelope.original_message_id.iter())
+        .cloned()
+        .collect()
+}
+
+/// IDs this message refers to, oldest first: References then In-Reply-To.
+fn related_ids(envelope: &Envelope) -> Vec<String> {
+    let mut ids = envelope.references.clone();
+    for id in &envelope.in_reply_to {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
+/// Turns a strategy's pick into explanation lines.
+fn explain_pick(pick: &assign::Pick, team: &str, explanation: &mut Vec<String>) {
+    explanation.push(format!("team {team} by {}:", pick.strategy));
+    for c in &pick.candidates {
+        let mark = if c.chosen { "chosen" } else { "passed over" };
+        explanation.push(format!("  {}: {mark}: {}", c.agent, c.reason));
+    }
+    if let Some(waiting) = pick.waiting {
+        explanation.push(format!("  nobody chosen: {waiting}"));
+    }
+}
+
+#[cfg(test)]
+mod tests;
