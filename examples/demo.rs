@@ -317,7 +317,14 @@ fn replies_with_owner(mail: &[Mail], folder_of: &HashMap<String, Vec<String>>) -
             continue;
         }
         replies += 1;
-        with_owner += usize::from(own[0] == parent_folder[0]);
+        if own[0] == parent_folder[0] {
+            with_owner += 1;
+        } else {
+            println!(
+                "    reply {:?} ({:?}) is in {}, its parent in {}",
+                m.envelope.subject, m.envelope.message_id, own[0], parent_folder[0]
+            );
+        }
     }
     (replies, with_owner)
 }

@@ -124,6 +124,7 @@ impl Intake<'_> {
         let id = self.store.commit(&Commit {
             new_conversation: record.conversation.is_empty(),
             thread_ids: decision.thread_ids.clone(),
+            referenced: referenced(envelope),
             rotation: decision.rotation.clone(),
             sla: decision.sla_policy.clone(),
             work: decision.is_work(),
@@ -223,4 +224,14 @@ impl Intake<'_> {
         }
         Ok(placements)
     }
+}
+
+/// The IDs a message refers to: References, then In-Reply-To.
+fn referenced(envelope: &Envelope) -> Vec<String> {
+    envelope
+        .references
+        .iter()
+        .chain(&envelope.in_reply_to)
+        .cloned()
+        .collect()
 }

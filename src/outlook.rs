@@ -325,6 +325,7 @@ impl Watcher<'_> {
                 .chain(&envelope.original_message_id)
                 .cloned()
                 .collect(),
+            referenced: related.clone(),
             rotation: None,
             sla: None,
             work: true,

@@ -205,6 +205,9 @@ pub struct Commit {
     pub new_conversation: bool,
     /// Message-IDs under which later replies should find this conversation.
     pub thread_ids: Vec<String>,
+    /// Message-IDs this message refers to (References, In-Reply-To). Those not known yet are
+    /// pointed at this conversation, so a parent arriving after its reply joins it.
+    pub referenced: Vec<String>,
     /// A rotation step to persist: (team, agent chosen).
     pub rotation: Option<(String, String)>,
     /// The SLA policy for a new conversation, by name.
@@ -369,6 +372,12 @@ impl Store {
                 )?;
                 for id in &commit.thread_ids {
                     threads.insert(pair(&message.mailbox, id), conv_id.as_bytes())?;
+                }
+                for id in &commit.referenced {
+                    let key = pair(&message.mailbox, id);
+                    if threads.get(&key)?.is_none() {
+                        threads.insert(key, conv_id.as_bytes())?;
+                    }
                 }
                 if let Some((team, agent)) = &commit.rotation {
                     take_turn(rotation, team, agent)?;

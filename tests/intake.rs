@@ -306,3 +306,41 @@ async fn killed_mid_backlog_and_restarted_every_message_is_handled_once() {
     assert_each_once(&all, messages.len());
     assert_decided_once(&site, messages.len());
 }
+
+#[tokio::test]
+async fn a_parent_arriving_after_its_reply_joins_the_replys_conversation() {
+    let site = Site::new(Flavor::Standard, "late-parent");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    let reply = mail(
+        "kid@c.example.test",
+        "Re: Screw stuck",
+        Some("parent@c.example.test"),
+    );
+    client.append("INBOX", &reply).await.unwrap();
+    wait_all_filed(&mut client, 1, FILE_LIMIT).await.unwrap();
+    client
+        .append("INBOX", &mail("other@c.example.test", "Unrelated", None))
+        .await
+        .unwrap();
+    client
+        .append("INBOX", &mail("parent@c.example.test", "Screw stuck", None))
+        .await
+        .unwrap();
+    wait_all_filed(&mut client, 3, FILE_LIMIT).await.unwrap();
+    let all = placement(&mut client).await.unwrap();
+    let folder_of = |id: &str| {
+        all.iter()
+            .find(|(_, m)| m.as_deref() == Some(id))
+            .map(|(f, _)| f.clone())
+    };
+    assert_eq!(
+        folder_of("parent@c.example.test"),
+        folder_of("kid@c.example.test")
+    );
+    assert_ne!(
+        folder_of("other@c.example.test"),
+        folder_of("kid@c.example.test")
+    );
+}

@@ -255,8 +255,18 @@ fn thread_ids(envelope: &Envelope) -> Vec<String> {
 }
 
 /// IDs this message refers to, oldest first: References then In-Reply-To.
+///
+/// The message's own IDs come first, so they are looked up last: a reply that arrived before
+/// its parent (a sender's clock running behind, or delivery order) has already named the
+/// parent, and the parent then joins the conversation its reply started.
 fn related_ids(envelope: &Envelope) -> Vec<String> {
-    let mut ids = envelope.references.clone();
+    let mut ids: Vec<String> = envelope
+        .message_id
+        .iter()
+        .chain(&envelope.original_message_id)
+        .cloned()
+        .collect();
+    ids.extend(envelope.references.iter().cloned());
     for id in &envelope.in_reply_to {
         if !ids.contains(id) {
             ids.push(id.clone());
