@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::control::Request;
 use crate::store::Store;
 
 /// Turns Exchange shared mailboxes into a managed team queue.
@@ -50,6 +51,45 @@ pub enum Command {
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
+    /// Every event of the conversation a message belongs to.
+    History {
+        /// The message's Message-ID (with or without angle brackets).
+        message_id: String,
+    },
+    /// Open conversations with owner and age.
+    Queue {
+        /// Only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Give a message's conversation to an agent, moving it to their folder.
+    Assign {
+        /// The message's Message-ID.
+        message_id: String,
+        /// The agent id.
+        agent: String,
+    },
+    /// Move a message back to the inbox so it is routed again.
+    Release {
+        /// The message's Message-ID.
+        message_id: String,
+    },
+    /// Close a message's conversation, moving it to Done.
+    Close {
+        /// The message's Message-ID.
+        message_id: String,
+    },
+    /// Mark an agent away (no new work) or back.
+    Agent {
+        /// `away` or `back`.
+        #[arg(value_parser = ["away", "back"])]
+        state: String,
+        /// The agent id.
+        agent: String,
+    },
 }
 
 /// Entry point for the binary.
@@ -83,7 +123,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => request(&config, &crate::control::Request::Status),
+        Command::Status => request(&config, &Request::Status),
+        Command::History { message_id } => request(&config, &Request::History { message_id }),
+        Command::Queue { mailbox, agent } => request(&config, &Request::Queue { mailbox, agent }),
+        Command::Assign { message_id, agent } => {
+            request(&config, &Request::Assign { message_id, agent })
+        }
+        Command::Release { message_id } => request(&config, &Request::Release { message_id }),
+        Command::Close { message_id } => request(&config, &Request::Close { message_id }),
+        Command::Agent { state, agent } => {
+            let away = state == "away";
+            request(&config, &Request::Agent { agent, away })
+        }
         Command::Rebuild => {
             if crate::control::ask(&config.daemon.state_dir, &crate::control::Request::Status)?
                 .is_some()
@@ -122,7 +173,8 @@ fn request(config: &Config, request: &crate::control::Request) -> Result<ExitCod
         Some(reply) => reply,
         None => {
             let store = open_store(&config.daemon.state_dir)?;
-            crate::control::handle(request, config, &store)
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            runtime.block_on(crate::control::handle(request, config, &store))
         }
     };
     if reply.ok {

@@ -18,14 +18,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::admin::Admin;
 use crate::config::Config;
 use crate::store::Store;
 
 /// A request is small; anything longer is refused rather than buffered.
 const MAX_REQUEST: usize = 64 * 1024;
 
-/// How long a command waits for the daemon before giving up.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command waits for the daemon before giving up; moves open their own IMAP
+/// connection, which on Exchange Online can take several seconds to log in.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a command asks the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +35,42 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Request {
     /// The `postroom status` report.
     Status,
+    /// The history of a message's conversation.
+    History {
+        /// Its Message-ID.
+        message_id: String,
+    },
+    /// Open conversations.
+    Queue {
+        /// Only this mailbox.
+        mailbox: Option<String>,
+        /// Only this agent's.
+        agent: Option<String>,
+    },
+    /// Give a conversation to an agent.
+    Assign {
+        /// A message of it.
+        message_id: String,
+        /// The agent id.
+        agent: String,
+    },
+    /// Route a message again.
+    Release {
+        /// Its Message-ID.
+        message_id: String,
+    },
+    /// Close a conversation.
+    Close {
+        /// A message of it.
+        message_id: String,
+    },
+    /// Mark an agent away or back.
+    Agent {
+        /// The agent id.
+        agent: String,
+        /// True for away.
+        away: bool,
+    },
 }
 
 /// The daemon's answer.
@@ -51,9 +89,20 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 
 /// Carries out one request against the store. Shared by the daemon and by commands run
 /// without a daemon, so both give the same answer.
-pub fn handle(request: &Request, config: &Config, store: &Store) -> Reply {
+pub async fn handle(request: &Request, config: &Config, store: &Store) -> Reply {
+    let admin = Admin {
+        config,
+        store,
+        now: chrono::Utc::now(),
+    };
     let result = match request {
         Request::Status => crate::status::render(config, store),
+        Request::History { message_id } => admin.history(message_id),
+        Request::Queue { mailbox, agent } => admin.queue(mailbox.as_deref(), agent.as_deref()),
+        Request::Assign { message_id, agent } => admin.assign(message_id, agent).await,
+        Request::Release { message_id } => admin.release(message_id).await,
+        Request::Close { message_id } => admin.close(message_id).await,
+        Request::Agent { agent, away } => admin.set_away(agent, *away),
     };
     match result {
         Ok(output) => Reply { ok: true, output },
@@ -103,10 +152,7 @@ async fn answer(stream: UnixStream, config: &Config, store: &Store) -> Result<()
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     reader.read_line(&mut line).await?;
     let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => {
-            let (config, store) = (config.clone(), store.clone());
-            tokio::task::spawn_blocking(move || handle(&request, &config, &store)).await?
-        }
+        Ok(request) => handle(&request, config, store).await,
         Err(err) => Reply {
             ok: false,
             output: format!("bad request: {err}"),

@@ -19,10 +19,13 @@
 //! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
 //!   daemon, since only one process may open the store.
 //!
+//! [`admin`] carries out admin commands (assign, release, close, queue, history, away).
+//!
 //! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod assign;
 pub mod calendar;
 pub mod cli;

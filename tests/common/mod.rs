@@ -40,9 +40,37 @@ impl Site {
         self.write_config_with("", &AGENTS, extra);
     }
 
+    /// Writes the config with `agent_extra` keys added to every `[[agent]]`.
+    pub fn write_config_agents(&self, agent_extra: &str) {
+        self.write_config_full("", &AGENTS, agent_extra, "");
+    }
+
+    /// Runs a postroom command against this site and returns (success, stdout + stderr).
+    pub fn command(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_postroom"))
+            .args(["--config", path_str(&self.config_path())])
+            .args(args)
+            .output()
+            .expect("run postroom");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
     /// Writes the config with extra `[[mailbox]]` keys, the given agents (id, folder name) and
     /// `extra` TOML appended.
     pub fn write_config_with(&self, mailbox_extra: &str, agents: &[(&str, &str)], extra: &str) {
+        self.write_config_full(mailbox_extra, agents, "", extra);
+    }
+
+    /// Writes the config: extra mailbox keys, agents, keys for every agent, and extra TOML.
+    pub fn write_config_full(
+        &self,
+        mailbox_extra: &str,
+        agents: &[(&str, &str)],
+        agent_extra: &str,
+        extra: &str,
+    ) {
         let mut text = format!(
             "[daemon]\nstate_dir = \"{state}\"\n\n\
              [[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\nport = {port}\n\
@@ -57,7 +85,7 @@ impl Site {
             pw = self.password_file().display(),
         );
         for (id, name) in agents {
-            text += &format!("\n[[agent]]\nid = \"{id}\"\nname = \"{name}\"\n");
+            text += &format!("\n[[agent]]\nid = \"{id}\"\nname = \"{name}\"\n{agent_extra}\n");
         }
         text += extra;
         std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
@@ -168,7 +196,11 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// agent folders.
 pub async fn placement(client: &mut ImapClient) -> Result<Vec<(String, Option<String>)>> {
     let mut out = Vec::new();
-    let mut folders = vec!["INBOX".to_string(), "Automated".to_string()];
+    let mut folders = vec![
+        "INBOX".to_string(),
+        "Automated".to_string(),
+        "Done".to_string(),
+    ];
     folders.extend(agent_folders());
     let existing = client.list_folders().await?;
     for folder in folders.into_iter().filter(|f| existing.contains(f)) {

@@ -1,0 +1,259 @@
+//! Admin commands that act on the mailbox and the store together: assign, release, close,
+//! queue, history, and agents away or back.
+//!
+//! A command that changes where mail is opens its own short IMAP connection to the shared
+//! mailbox, moves the message, then records the change, so the mailbox stays the visible truth.
+//! If the daemon is running it sees the move in its next folder poll, finds the store already
+//! agrees, and does nothing more. Commands run inside the daemon (through the control socket)
+//! or on their own when no daemon holds the store; the code is the same.
+
+use std::fmt::Write;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, MailboxConfig};
+use crate::decide::agent_folder;
+use crate::imap::Connection;
+use crate::store::{ConversationState, Event, EventKind, MessageRecord, MessageState, Store};
+
+/// Everything a command needs.
+pub struct Admin<'a> {
+    /// The config.
+    pub config: &'a Config,
+    /// The store.
+    pub store: &'a Store,
+    /// The time now.
+    pub now: DateTime<Utc>,
+}
+
+impl Admin<'_> {
+    /// Marks an agent away (no new work) or back.
+    pub fn set_away(&self, agent: &str, away: bool) -> Result<String> {
+        if self.config.agent(agent).is_none() {
+            bail!("no [[agent]] has id `{agent}`");
+        }
+        let word = if away { "away" } else { "back" };
+        let event = Event {
+            at: self.now,
+            kind: EventKind::Availability,
+            mailbox: String::new(),
+            conversation: None,
+            identity: None,
+            agent: Some(agent.to_string()),
+            detail: format!("{agent} marked {word} by an admin"),
+        };
+        self.store.set_agent_away(agent, away, event)?;
+        self.store.flush()?;
+        Ok(format!("{agent} is {word}\n"))
+    }
+
+    /// The history of the conversation a message belongs to.
+    pub fn history(&self, message_id: &str) -> Result<String> {
+        let record = self.record(message_id)?;
+        let mut out = String::new();
+        if let Some(conv) = self.store.conversation(&record.conversation)? {
+            let owner = conv.owner.as_deref().unwrap_or("(unassigned)");
+            writeln!(
+                out,
+                "conversation {} in {}: {:?}, owner {owner}",
+                conv.id, conv.mailbox, conv.state
+            )?;
+            writeln!(out, "  subject: {}", conv.subject)?;
+        }
+        for event in self.store.history(&record.conversation)? {
+            let at = event.at.format("%Y-%m-%d %H:%M:%S");
+            writeln!(
+                out,
+                "  {at}  {:<11} {}",
+                format!("{:?}", event.kind).to_lowercase(),
+                event.detail
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Open conversations with owner, age and folder, optionally for one mailbox or agent.
+    pub fn queue(&self, mailbox: Option<&str>, agent: Option<&str>) -> Result<String> {
+        let mut rows = Vec::new();
+        for conv in self.store.conversations(mailbox)? {
+            let mine = agent.is_none_or(|a| conv.owner.as_deref() == Some(a));
+            if conv.state == ConversationState::Open && mine {
+                rows.push(conv);
+            }
+        }
+        rows.sort_by_key(|c| c.started);
+        let mut out = String::new();
+        writeln!(
+            out,
+            "{:<10} {:<12} {:<14} {:>8}  subject",
+            "id", "mailbox", "owner", "age"
+        )?;
+        for conv in rows {
+            let age = age(self.now - conv.started);
+            let owner = conv.owner.as_deref().unwrap_or("(waiting)");
+            let subject: String = conv.subject.chars().take(60).collect();
+            writeln!(
+                out,
+                "{:<10} {:<12} {:<14} {:>8}  {subject}",
+                conv.id, conv.mailbox, owner, age
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Gives the message's conversation to `agent`, moving the message to their folder.
+    pub async fn assign(&self, message_id: &str, agent: &str) -> Result<String> {
+        let record = self.record(message_id)?;
+        let mailbox = self.mailbox_of(&record)?;
+        if !self
+            .config
+            .team(&mailbox.team)
+            .is_some_and(|t| t.agents.iter().any(|a| a == agent))
+        {
+            bail!(
+                "`{agent}` is not in team {} of mailbox {}",
+                mailbox.team,
+                mailbox.name
+            );
+        }
+        let target = agent_folder(mailbox, self.config, agent);
+        self.move_message(mailbox, &record, &target).await?;
+        let detail = format!("reassigned to {agent} by an admin");
+        self.store.set_owner(
+            &record.conversation,
+            Some(agent),
+            self.event(EventKind::Reassigned, &record, &detail),
+        )?;
+        let here = MessageState::Filed {
+            folder: target.clone(),
+        };
+        let e = self.event(
+            EventKind::Reconciled,
+            &record,
+            &format!("moved to {target} by an admin"),
+        );
+        self.store.relocate(
+            &mailbox.name,
+            &record.identity,
+            here,
+            Some(agent.to_string()),
+            e,
+        )?;
+        self.store.flush()?;
+        Ok(format!(
+            "{message_id}: assigned to {agent}, now in {target}\n"
+        ))
+    }
+
+    /// Moves the message back to the inbox so it is routed again.
+    pub async fn release(&self, message_id: &str) -> Result<String> {
+        let record = self.record(message_id)?;
+        let mailbox = self.mailbox_of(&record)?;
+        let inbox = mailbox.inbox.clone();
+        self.move_message(mailbox, &record, &inbox).await?;
+        Ok(format!(
+            "{message_id}: back in {inbox}; it will be routed again\n"
+        ))
+    }
+
+    /// Closes the conversation, moving the message to Done.
+    pub async fn close(&self, message_id: &str) -> Result<String> {
+        let record = self.record(message_id)?;
+        let mailbox = self.mailbox_of(&record)?;
+        let done = mailbox.done_folder.clone();
+        self.move_message(mailbox, &record, &done).await?;
+        let e = self.event(EventKind::Closed, &record, "closed by an admin");
+        self.store.close(&record.conversation, self.now, e)?;
+        let here = MessageState::Filed {
+            folder: done.clone(),
+        };
+        let e = self.event(
+            EventKind::Reconciled,
+            &record,
+            &format!("moved to {done} by an admin"),
+        );
+        self.store.relocate(
+            &mailbox.name,
+            &record.identity,
+            here,
+            record.owner.clone(),
+            e,
+        )?;
+        self.store.flush()?;
+        Ok(format!("{message_id}: closed, now in {done}\n"))
+    }
+
+    fn record(&self, message_id: &str) -> Result<MessageRecord> {
+        self.store
+            .message_by_id(message_id)?
+            .with_context(|| format!("no handled message has Message-ID {message_id}"))
+    }
+
+    fn mailbox_of(&self, record: &MessageRecord) -> Result<&MailboxConfig> {
+        self.config
+            .mailbox(&record.mailbox)
+            .with_context(|| format!("mailbox {} is no longer configured", record.mailbox))
+    }
+
+    /// Finds the message where the store says it is and moves it to `target`.
+    async fn move_message(
+        &self,
+        mailbox: &MailboxConfig,
+        record: &MessageRecord,
+        target: &str,
+    ) -> Result<()> {
+        let MessageState::Filed { folder } = &record.state else {
+            bail!(
+                "the message is not filed anywhere postroom knows (state {:?})",
+                record.state
+            );
+        };
+        if folder == target {
+            return Ok(());
+        }
+        let server = self
+            .config
+            .server(&mailbox.server)
+            .context("unknown server")?;
+        let password = mailbox
+            .password_source()
+            .context("no password configured")?
+            .resolve()?;
+        let mut conn = Connection::open(server, &mailbox.login, &password).await?;
+        conn.ensure_folders(&[target.to_string()]).await?;
+        conn.select(folder).await?;
+        let wanted = record.message_id.as_deref();
+        let listing = conn.message_ids().await?;
+        let Some((uid, _)) = listing.iter().find(|(_, id)| id.as_deref() == wanted) else {
+            conn.logout().await;
+            bail!("the message is no longer in {folder}; someone moved it meanwhile");
+        };
+        conn.move_uids(&[*uid], target).await?;
+        conn.logout().await;
+        Ok(())
+    }
+
+    fn event(&self, kind: EventKind, record: &MessageRecord, detail: &str) -> Event {
+        Event {
+            at: self.now,
+            kind,
+            mailbox: record.mailbox.clone(),
+            conversation: Some(record.conversation.clone()),
+            identity: Some(record.identity.clone()),
+            agent: record.owner.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// An age as `3d 4h`, `4h 10m` or `12m`.
+fn age(d: chrono::Duration) -> String {
+    let minutes = d.num_minutes().max(0);
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins}m"),
+        (0, _) => format!("{hours}h {mins}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
