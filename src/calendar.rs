@@ -330,3 +330,25 @@ fn read_holiday_file(config: &CalendarConfig, tz: Tz) -> Result<Vec<NaiveDate>, 
 
 #[cfg(test)]
 mod tests;
+
+/// The business calendar of a mailbox: its own `calendar`, else its team's; `None` when neither
+/// names one.
+pub fn for_mailbox(
+    config: &crate::config::Config,
+    mailbox: &crate::config::MailboxConfig,
+) -> anyhow::Result<Option<Calendar>> {
+    let team = config
+        .team(&mailbox.team)
+        .and_then(|t| t.calendar.as_deref());
+    let Some(name) = mailbox.calendar.as_deref().or(team) else {
+        return Ok(None);
+    };
+    let Some(calendar) = config.calendar(name) else {
+        anyhow::bail!("mailbox {}: no [[calendar]] is named {name}", mailbox.name)
+    };
+    let built = Calendar::from_config(calendar).map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("calendar {name}: {}", text.join("; "))
+    })?;
+    Ok(Some(built))
+}

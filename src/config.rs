@@ -389,6 +389,37 @@ impl Config {
         self.mailboxes.iter().find(|m| m.name == name)
     }
 
+    /// Every agent who can own work in a mailbox: its team's, and those that rules for this
+    /// mailbox assign to (by team or by name). Each gets a folder in that mailbox.
+    pub fn mailbox_agents(&self, mailbox: &MailboxConfig) -> Vec<&AgentConfig> {
+        let team_agents = |team: &str| -> Vec<&str> {
+            let team = self.teams.iter().find(|t| t.name == team);
+            team.map(|t| t.agents.iter().map(String::as_str).collect())
+                .unwrap_or_default()
+        };
+        let mut ids: Vec<&str> = team_agents(&mailbox.team);
+        for rule in self.rules_for(&mailbox.name) {
+            if let Some(assign) = &rule.assign {
+                if let Some(team) = &assign.team {
+                    ids.extend(team_agents(team));
+                }
+                if let Some(agent) = &assign.agent {
+                    ids.push(agent);
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(*id));
+        ids.into_iter().filter_map(|id| self.agent(id)).collect()
+    }
+
+    /// Rules that apply to a mailbox.
+    pub fn rules_for<'a>(&'a self, mailbox: &'a str) -> impl Iterator<Item = &'a RuleConfig> + 'a {
+        self.rules
+            .iter()
+            .filter(move |r| r.mailbox.as_deref().is_none_or(|m| m == mailbox))
+    }
+
     /// Agent ids by the folder name shown for them, for one team.
     pub fn team_folders(&self, team: &str) -> BTreeMap<String, String> {
         let Some(team) = self.team(team) else {

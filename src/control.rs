@@ -22,8 +22,9 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::store::Store;
 
-/// A request is small; anything longer is refused rather than buffered.
-const MAX_REQUEST: usize = 64 * 1024;
+/// The longest request: `explain` carries a whole message, and a message is routed on its first
+/// part anyway, so anything longer is refused rather than buffered.
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 /// How long a command waits for the daemon before giving up; moves open their own IMAP
 /// connection, which on Exchange Online can take several seconds to log in.
@@ -64,6 +65,15 @@ pub enum Request {
         /// A message of it.
         message_id: String,
     },
+    /// Explain the decision for a message, against the live state.
+    Explain {
+        /// The raw message.
+        message: Vec<u8>,
+        /// The mailbox it arrives in.
+        mailbox: Option<String>,
+        /// Decide as at this instant.
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Mark an agent away or back.
     Agent {
         /// The agent id.
@@ -103,6 +113,11 @@ pub async fn handle(request: &Request, config: &Config, store: &Store) -> Reply 
         Request::Release { message_id } => admin.release(message_id).await,
         Request::Close { message_id } => admin.close(message_id).await,
         Request::Agent { agent, away } => admin.set_away(agent, *away),
+        Request::Explain {
+            message,
+            mailbox,
+            at,
+        } => crate::explain::explain_at(message, mailbox.as_deref(), config, store, *at),
     };
     match result {
         Ok(output) => Reply { ok: true, output },

@@ -28,32 +28,52 @@ pub fn run(
     mailbox: Option<&str>,
     at: Option<DateTime<Utc>>,
 ) -> Result<String> {
-    let mailbox = pick_mailbox(config, mailbox)?;
     let raw = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-    let context = Context::at(at.unwrap_or_else(Utc::now));
+    let request = crate::control::Request::Explain {
+        message: raw.clone(),
+        mailbox: mailbox.map(str::to_string),
+        at,
+    };
+    // A running daemon holds the store: ask it, so the answer uses the live rotation and loads.
+    if let Some(reply) = crate::control::ask(&config.daemon.state_dir, &request)? {
+        anyhow::ensure!(reply.ok, "{}", reply.output);
+        return Ok(reply.output);
+    }
     let dir = &config.daemon.state_dir;
     // Store::open creates a missing directory; explain must not, so only an existing one is read.
     if dir.is_dir() {
         match Store::open(dir) {
-            Ok(store) => return Ok(explain(&raw, mailbox, config, &store, &context)),
+            Ok(store) => return explain_at(&raw, mailbox, config, &store, at),
             Err(err) => {
                 let note = format!(
                     "note: the store in {} could not be opened ({err:#}); \
                      explaining against an empty state\n",
                     dir.display()
                 );
-                let body = explain(&raw, mailbox, config, &MemoryState::new(), &context);
-                return Ok(note + &body);
+                return Ok(note + &explain_at(&raw, mailbox, config, &MemoryState::new(), at)?);
             }
         }
     }
-    Ok(explain(
-        &raw,
-        mailbox,
-        config,
-        &MemoryState::new(),
-        &context,
-    ))
+    explain_at(&raw, mailbox, config, &MemoryState::new(), at)
+}
+
+/// Explains raw bytes for a mailbox (by name, or the first) at an instant (or now), judging
+/// business hours with the mailbox's calendar as the daemon does.
+pub fn explain_at(
+    raw: &[u8],
+    mailbox: Option<&str>,
+    config: &Config,
+    state: &dyn StateView,
+    at: Option<DateTime<Utc>>,
+) -> Result<String> {
+    let mailbox = pick_mailbox(config, mailbox)?;
+    let now = at.unwrap_or_else(Utc::now);
+    let calendar = crate::calendar::for_mailbox(config, mailbox)?;
+    let context = Context {
+        now,
+        in_business_hours: calendar.map(|c| c.is_open(now)),
+    };
+    Ok(explain(raw, mailbox, config, state, &context))
 }
 
 fn pick_mailbox<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a MailboxConfig> {

@@ -44,14 +44,15 @@ pub struct Managed {
     pub role: Role,
 }
 
-/// The managed folders of a mailbox: one per agent of its team, Done, and Automated.
+/// The managed folders of a mailbox: one per agent who can own its work, Done, Automated, and
+/// the sent folder when configured.
 pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed> {
     let mut out: Vec<Managed> = config
-        .team_folders(&mailbox.team)
+        .mailbox_agents(mailbox)
         .into_iter()
-        .map(|(name, id)| Managed {
-            folder: format!("{}/{}", mailbox.assigned_root, name),
-            role: Role::Agent(id),
+        .map(|agent| Managed {
+            folder: format!("{}/{}", mailbox.assigned_root, agent.name),
+            role: Role::Agent(agent.id.clone()),
         })
         .collect();
     out.push(Managed {

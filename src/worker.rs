@@ -68,7 +68,7 @@ impl Worker {
             .server(&mailbox.server)
             .cloned()
             .with_context(|| format!("mailbox {} names an unknown server", mailbox.name))?;
-        let calendar = mailbox_calendar(&config, &mailbox)?;
+        let calendar = crate::calendar::for_mailbox(&config, &mailbox)?;
         Ok(Worker {
             config,
             mailbox,
@@ -205,10 +205,17 @@ impl Worker {
 
     /// Folders this mailbox needs: one per agent of its team, Done, and the automated folder.
     fn folders(&self) -> Vec<String> {
-        outlook::managed_folders(&self.mailbox, &self.config)
+        let mut folders: Vec<String> = outlook::managed_folders(&self.mailbox, &self.config)
             .into_iter()
             .map(|m| m.folder)
-            .collect()
+            .collect();
+        // Folders rules file into must exist before the first MOVE, or the move would fail.
+        for rule in self.config.rules_for(&self.mailbox.name) {
+            if let Some(folder) = rule.folder.as_ref().filter(|f| !folders.contains(f)) {
+                folders.push(folder.clone());
+            }
+        }
+        folders
     }
 
     /// An agent renamed in config gets its folder renamed on the server, contents intact, so
@@ -524,24 +531,6 @@ impl Worker {
             detail,
         }
     }
-}
-
-/// The business calendar of a mailbox: its own `calendar`, else its team's.
-fn mailbox_calendar(config: &Config, mailbox: &MailboxConfig) -> Result<Option<Calendar>> {
-    let team = config
-        .team(&mailbox.team)
-        .and_then(|t| t.calendar.as_deref());
-    let Some(name) = mailbox.calendar.as_deref().or(team) else {
-        return Ok(None);
-    };
-    let Some(calendar) = config.calendar(name) else {
-        anyhow::bail!("mailbox {}: no [[calendar]] is named {name}", mailbox.name)
-    };
-    let built = Calendar::from_config(calendar).map_err(|problems| {
-        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("calendar {name}: {}", text.join("; "))
-    })?;
-    Ok(Some(built))
 }
 
 /// The IMAP keyword naming an owner: an atom, so anything outside `[A-Za-z0-9_-]` becomes `_`.

@@ -218,3 +218,38 @@ async fn admin_commands_move_mail_and_record_it_while_the_daemon_runs() {
     assert_eq!(store.open_count("alice").unwrap(), 0);
     assert_eq!(store.open_count("bob").unwrap(), 0);
 }
+
+#[tokio::test]
+async fn explain_while_the_daemon_runs_uses_the_live_rotation() {
+    let site = Site::new(Flavor::Standard, "explain-live");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    client.append("INBOX", &new_case(1)).await.unwrap();
+    wait_in(
+        &mut client,
+        "case1@c.example.test",
+        &agent_folder("alice"),
+        &daemon,
+    )
+    .await;
+    let eml = site.dir.path().join("next.eml");
+    std::fs::write(&eml, new_case(2)).unwrap();
+    let (ok, out) = site.command(&["explain", eml.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("owner:      bob"),
+        "the daemon's rotation says bob is next:\n{out}"
+    );
+    assert!(!out.contains("could not be opened"), "{out}");
+    // Explaining changes nothing: the real next conversation still goes to bob.
+    client.append("INBOX", &new_case(2)).await.unwrap();
+    wait_in(
+        &mut client,
+        "case2@c.example.test",
+        &agent_folder("bob"),
+        &daemon,
+    )
+    .await;
+    stop(daemon).await;
+}
