@@ -33,6 +33,13 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Request {
     /// The `postroom status` report.
     Status,
+    /// The `postroom report` analytics.
+    Report {
+        /// What to cover.
+        options: crate::report::Options,
+        /// How to print it.
+        format: crate::report::render::Format,
+    },
 }
 
 /// The daemon's answer.
@@ -54,6 +61,10 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 pub fn handle(request: &Request, config: &Config, store: &Store) -> Reply {
     let result = match request {
         Request::Status => crate::status::render(config, store),
+        Request::Report { options, format } => {
+            crate::report::compute(config, store, options, crate::clock::Clock::System.now())
+                .and_then(|report| crate::report::render::render(&report, *format))
+        }
     };
     match result {
         Ok(output) => Reply { ok: true, output },
