@@ -161,7 +161,7 @@ fn legend<'a>(svg: &mut String, entries: impl Iterator<Item = (&'a str, &'static
     let mut x = WIDTH - 8.0;
     let entries: Vec<_> = entries.collect();
     for (name, color) in entries.iter().rev() {
-        x -= 14.0 + 7.0 * name.chars().count() as f64;
+        x -= 22.0 + 7.0 * name.chars().count() as f64;
         let _ = write!(
             svg,
             r##"<rect x="{x:.1}" y="8" width="10" height="10" fill="{color}"/><text x="{:.1}" y="17" font-size="11" fill="#222">{}</text>"##,
