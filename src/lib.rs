@@ -16,6 +16,10 @@
 //! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
 //!   daemon, since only one process may open the store.
 //!
+//! - [`report`] computes what leads ask (volume, backlog, response times, workload, SLA
+//!   compliance) from the history; [`http`] serves it as a dashboard beside [`metrics`] and a
+//!   health check.
+//!
 //! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
 
 #![forbid(unsafe_code)]
