@@ -59,7 +59,7 @@ pub struct Distribution {
     pub p90_secs: Option<i64>,
     /// The 99th percentile, seconds.
     pub p99_secs: Option<i64>,
-    /// Counts per [`RESPONSE_BOUNDS`] bucket, then the rest.
+    /// Counts per response-time bucket, `<=15m` up to `>2d`.
     pub histogram: Vec<Bucket>,
 }
 
