@@ -90,6 +90,47 @@ pub enum Command {
         /// The agent id.
         agent: String,
     },
+    /// Volume, backlog, response times, workload and SLA compliance from the store's history.
+    Report(ReportArgs),
+}
+
+/// `postroom report` options.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Only this mailbox.
+    #[arg(long)]
+    pub mailbox: Option<String>,
+    /// The period up to now, such as 7d, 36h or 2w (default 7d).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// First UTC date, YYYY-MM-DD (with --to).
+    #[arg(long, requires = "to")]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last UTC date, included (with --from).
+    #[arg(long, requires = "from")]
+    pub to: Option<chrono::NaiveDate>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::render::Format,
+    /// Take response and close instants from the event log rather than the conversations.
+    #[arg(long)]
+    pub recompute: bool,
+}
+
+impl ReportArgs {
+    /// The report options at `now`.
+    pub fn options(&self, now: chrono::DateTime<chrono::Utc>) -> Result<crate::report::Options> {
+        use crate::report::{parse_since, Window};
+        let window = match (self.from, self.to) {
+            (Some(from), Some(to)) => Window::dates_between(from, to)?,
+            _ => Window::since(now, parse_since(self.since.as_deref().unwrap_or("7d"))?),
+        };
+        Ok(crate::report::Options {
+            mailbox: self.mailbox.clone(),
+            window,
+            recompute: self.recompute,
+        })
+    }
 }
 
 /// Entry point for the binary.
@@ -134,6 +175,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Agent { state, agent } => {
             let away = state == "away";
             request(&config, &Request::Agent { agent, away })
+        }
+        Command::Report(args) => {
+            let options = args.options(chrono::Utc::now())?;
+            if let Some(name) = &options.mailbox {
+                if config.mailbox(name).is_none() {
+                    anyhow::bail!("no [[mailbox]] is named `{name}`");
+                }
+            }
+            let format = args.format;
+            request(
+                &config,
+                &crate::control::Request::Report { options, format },
+            )
         }
         Command::Rebuild => {
             if crate::control::ask(&config.daemon.state_dir, &crate::control::Request::Status)?

@@ -48,6 +48,8 @@ pub struct Config {
     /// Routing rules, in the order they are evaluated (see [`crate::rules`]).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+    /// The metrics, health and dashboard listener; off when the section is absent.
+    pub http: Option<HttpConfig>,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -282,6 +284,49 @@ pub struct AgentConfig {
     pub away: Vec<AwayPeriod>,
     /// Weekly working hours; outside them they get no new conversations.
     pub working_hours: Option<WorkingHours>,
+}
+
+/// `[http]`: where `/metrics`, `/healthz` and the dashboard are served.
+#[derive(Clone, Deserialize)]
+pub struct HttpConfig {
+    /// The address to listen on, such as `127.0.0.1:9187`. Anything but a loopback address
+    /// needs a token.
+    pub listen: String,
+    /// The bearer token, written inline (prefer `token_file`).
+    pub token: Option<String>,
+    /// A file whose first line is the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// How often the dashboard reloads itself, in seconds.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+}
+
+fn default_refresh_secs() -> u64 {
+    // Half a minute: fresh enough to watch a queue, rare enough that a wall screen left open
+    // all day costs the store a few thousand reads.
+    30
+}
+
+impl HttpConfig {
+    /// Where the token comes from, if one is configured.
+    pub fn token_source(&self) -> Option<SecretSource> {
+        SecretSource::pick(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+            None,
+            None,
+        )
+    }
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token_source", &self.token_source())
+            .field("refresh_secs", &self.refresh_secs)
+            .finish()
+    }
 }
 
 /// One problem found in a config file.

@@ -234,6 +234,10 @@ fn unknown_key_hint(key: &str) -> String {
         "start",
         "end",
         "until",
+        "listen",
+        "token",
+        "token_file",
+        "refresh_secs",
     ];
     match known.iter().find(|k| close_to(last, k)) {
         Some(suggestion) => format!("did you mean `{suggestion}`? unknown keys are refused"),
@@ -289,6 +293,7 @@ pub fn validate(config: &Config, locator: &Locator) -> Vec<Problem> {
     for finding in crate::rules::check::findings(config) {
         report.add(finding.key, finding.message, finding.hint);
     }
+    check_http(config, &mut report);
     report.problems
 }
 
@@ -570,5 +575,50 @@ fn list_or_none(names: &[&str]) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+/// The listener must parse, and anything but loopback needs a token: the dashboard shows
+/// subjects and senders, which are not for the whole network.
+fn check_http(config: &Config, report: &mut Report<'_>) {
+    let Some(http) = &config.http else { return };
+    let addr = match http.listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            report.add(
+                "http.listen".into(),
+                format!("`{}` is not an address and port", http.listen),
+                "such as listen = \"127.0.0.1:9187\" or \"[::1]:9187\"",
+            );
+            return;
+        }
+    };
+    if http.token.is_some() && http.token_file.is_some() {
+        report.add(
+            "http.token".into(),
+            "both token and token_file are set",
+            "keep one; token_file keeps the secret out of the config file",
+        );
+    }
+    if http.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        report.add(
+            "http.token".into(),
+            "the token is empty",
+            "set a long random token",
+        );
+    }
+    if !addr.ip().is_loopback() && http.token_source().is_none() {
+        report.add(
+            "http.listen".into(),
+            format!("{addr} is not a loopback address but no token is set"),
+            "set token_file (or token), or listen on 127.0.0.1",
+        );
+    }
+    if http.refresh_secs == 0 {
+        report.add(
+            "http.refresh_secs".into(),
+            "zero would reload the dashboard without pause",
+            "such as refresh_secs = 30",
+        );
     }
 }

@@ -81,6 +81,13 @@ pub enum Request {
         /// True for away.
         away: bool,
     },
+    /// The `postroom report` analytics.
+    Report {
+        /// What to cover.
+        options: crate::report::Options,
+        /// How to print it.
+        format: crate::report::render::Format,
+    },
 }
 
 /// The daemon's answer.
@@ -118,6 +125,10 @@ pub async fn handle(request: &Request, config: &Config, store: &Store) -> Reply 
             mailbox,
             at,
         } => crate::explain::explain_at(message, mailbox.as_deref(), config, store, *at),
+        Request::Report { options, format } => {
+            crate::report::compute(config, store, options, crate::clock::Clock::System.now())
+                .and_then(|report| crate::report::render::render(&report, *format))
+        }
     };
     match result {
         Ok(output) => Reply { ok: true, output },

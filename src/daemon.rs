@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -72,6 +72,9 @@ pub async fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
     let store = Store::open(&config.daemon.state_dir)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // TODO: hand `live.mailbox(name)` to each worker once worker.rs takes a MailboxMetrics.
+    let live = crate::metrics::LiveMetrics::default();
+    let http = crate::http::start(config.clone(), store.clone(), live, stop_rx.clone()).await?;
     let mut tasks = Vec::new();
     for worker in workers(&config, &store, &stop_rx)? {
         tasks.push(tokio::spawn(worker.run()));
@@ -88,6 +91,9 @@ pub async fn run(config: Config) -> Result<()> {
     let all = futures::future::join_all(tasks);
     if let Ok(Err(err)) = control.await {
         warn!(error = %format!("{err:#}"), "control socket failed");
+    }
+    if let Some(Ok(Err(err))) = futures::future::OptionFuture::from(http).await {
+        error!(error = %format!("{err:#}"), "the HTTP listener failed");
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
         warn!(

@@ -20,6 +20,9 @@
 //!   daemon, since only one process may open the store.
 //!
 //! [`admin`] carries out admin commands (assign, release, close, queue, history, away).
+//! - [`report`] computes what leads ask (volume, backlog, response times, workload, SLA
+//!   compliance) from the history; [`http`] serves it as a dashboard beside [`metrics`] and a
+//!   health check.
 //!
 //! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
 
@@ -36,10 +39,13 @@ pub mod control;
 pub mod daemon;
 pub mod decide;
 pub mod explain;
+pub mod http;
 pub mod imap;
 pub mod intake;
 pub mod message;
+pub mod metrics;
 pub mod outlook;
+pub mod report;
 pub mod rules;
 pub mod secret;
 pub mod sla;
