@@ -41,6 +41,8 @@ pub struct Config {
     /// SLA policies.
     #[serde(default, rename = "sla")]
     pub slas: Vec<SlaConfig>,
+    /// The submission server escalation mail goes through; without it nothing is sent.
+    pub smtp: Option<crate::config_smtp::SmtpConfig>,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -190,6 +192,11 @@ pub struct MailboxConfig {
     pub poll_secs: u64,
     /// The `[[calendar]]` SLA clocks count in for this mailbox, over the team's.
     pub calendar: Option<String>,
+    /// The `[[sla]]` policy for this mailbox's conversations, over the team's.
+    pub sla: Option<String>,
+    /// Business time a conversation may wait without an owner before the team's leads are
+    /// alerted, such as `"30m"`; no alert when unset.
+    pub unassigned_alert_after: Option<String>,
 }
 
 fn default_inbox() -> String {
@@ -249,6 +256,12 @@ pub struct TeamConfig {
     pub agents: Vec<String>,
     /// The `[[calendar]]` SLA clocks count in for this team's mailboxes.
     pub calendar: Option<String>,
+    /// The `[[sla]]` policy for this team's mailboxes, unless a mailbox names its own.
+    pub sla: Option<String>,
+    /// Who receives breach escalations and unassigned alerts: agent ids (their `email`) or
+    /// plain addresses.
+    #[serde(default)]
+    pub leads: Vec<String>,
 }
 
 /// `[[agent]]`: a person.
