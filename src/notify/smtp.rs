@@ -209,3 +209,30 @@ fn classify(err: lettre::transport::smtp::Error) -> SendError {
         _ => SendError::Transient(text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn token_command_output_becomes_the_token_and_failures_are_retried() {
+        let token = run_token_command(&sh("printf 'ya29.EXAMPLE-TOKEN\\nextra\\n'")).await;
+        assert_eq!(token.unwrap().expose(), "ya29.EXAMPLE-TOKEN");
+        let cases = [
+            sh("exit 3"),
+            sh("true"),
+            vec!["/nonexistent/get-token".into()],
+        ];
+        for command in cases {
+            let err = run_token_command(&command).await.unwrap_err();
+            assert!(
+                matches!(err, SendError::Transient(_)),
+                "{command:?}: {err:?}"
+            );
+        }
+    }
+}
