@@ -50,6 +50,8 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// The metrics, health and dashboard listener; off when the section is absent.
     pub http: Option<HttpConfig>,
+    /// The submission server escalation mail goes through; without it nothing is sent.
+    pub smtp: Option<crate::config_smtp::SmtpConfig>,
 }
 
 /// `[daemon]`: process-wide settings.
@@ -199,6 +201,11 @@ pub struct MailboxConfig {
     pub poll_secs: u64,
     /// The `[[calendar]]` SLA clocks count in for this mailbox, over the team's.
     pub calendar: Option<String>,
+    /// The `[[sla]]` policy for this mailbox's conversations, over the team's.
+    pub sla: Option<String>,
+    /// Business time a conversation may wait without an owner before the team's leads are
+    /// alerted, such as `"30m"`; no alert when unset.
+    pub unassigned_alert_after: Option<String>,
 }
 
 fn default_inbox() -> String {
@@ -264,6 +271,12 @@ pub struct TeamConfig {
     /// A follow-up whose owner is away goes to the `team` (default) or waits for the owner
     /// (`wait`).
     pub sticky_when_away: Option<Parsed<StickyWhenAway>>,
+    /// The `[[sla]]` policy for this team's mailboxes, unless a mailbox names its own.
+    pub sla: Option<String>,
+    /// Who receives breach escalations and unassigned alerts: agent ids (their `email`) or
+    /// plain addresses.
+    #[serde(default)]
+    pub leads: Vec<String>,
 }
 
 /// `[[agent]]`: a person.

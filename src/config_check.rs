@@ -238,6 +238,14 @@ fn unknown_key_hint(key: &str) -> String {
         "token",
         "token_file",
         "refresh_secs",
+        "sla",
+        "leads",
+        "unassigned_alert_after",
+        "smtp",
+        "token_command",
+        "from",
+        "from_name",
+        "timeout_secs",
     ];
     match known.iter().find(|k| close_to(last, k)) {
         Some(suggestion) => format!("did you mean `{suggestion}`? unknown keys are refused"),
@@ -294,6 +302,7 @@ pub fn validate(config: &Config, locator: &Locator) -> Vec<Problem> {
         report.add(finding.key, finding.message, finding.hint);
     }
     check_http(config, &mut report);
+    check_escalation_refs(config, &mut report);
     report.problems
 }
 
@@ -620,5 +629,50 @@ fn check_http(config: &Config, report: &mut Report<'_>) {
             "zero would reload the dashboard without pause",
             "such as refresh_secs = 30",
         );
+    }
+}
+
+/// `[smtp]`, the `sla` keys of mailboxes and teams, team leads and unassigned alerts.
+fn check_escalation_refs(config: &Config, report: &mut Report<'_>) {
+    if let Some(smtp) = &config.smtp {
+        for p in crate::config_smtp::check(smtp) {
+            report.add(format!("smtp.{}", p.key), p.message, p.hint);
+        }
+    }
+    let mailboxes = config.mailboxes.iter().enumerate();
+    let slas = mailboxes
+        .map(|(i, m)| (format!("mailbox[{i}].sla"), &m.sla))
+        .chain((config.teams.iter().enumerate()).map(|(i, t)| (format!("team[{i}].sla"), &t.sla)));
+    for (key, name) in slas {
+        let Some(name) = name else { continue };
+        if !config.slas.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = config.slas.iter().map(|s| s.name.as_str()).collect();
+            let hint = format!("known SLA policies: {}", list_or_none(&known));
+            report.add(key, format!("no [[sla]] is named `{name}`"), hint);
+        }
+    }
+    for (i, team) in config.teams.iter().enumerate() {
+        for lead in &team.leads {
+            let known = config.agent(lead).is_some_and(|a| a.email.is_some());
+            if !known && !crate::config_smtp::plain_address(lead) {
+                report.add(
+                    format!("team[{i}].leads"),
+                    format!("`{lead}` is neither an agent with an email nor an address"),
+                    "list agent ids that have `email`, or plain addresses",
+                );
+            }
+        }
+    }
+    for (i, mailbox) in config.mailboxes.iter().enumerate() {
+        if let Some(after) = &mailbox.unassigned_alert_after {
+            if let Err(message) = crate::sla::parse_duration(after) {
+                let hint = "business time such as \"30m\" or \"2h\"";
+                report.add(
+                    format!("mailbox[{i}].unassigned_alert_after"),
+                    message,
+                    hint,
+                );
+            }
+        }
     }
 }

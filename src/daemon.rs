@@ -79,6 +79,12 @@ pub async fn run(config: Config) -> Result<()> {
     for worker in workers(&config, &store, &stop_rx)? {
         tasks.push(tokio::spawn(worker.run()));
     }
+    match crate::escalate::Escalator::from_config(config.clone(), store.clone(), Clock::System)
+        .context("prepare escalations")?
+    {
+        Some(escalator) => tasks.push(tokio::spawn(escalator.run(stop_rx.clone()))),
+        None => info!("no [smtp] section: SLA escalations are not mailed"),
+    }
     let control = tokio::spawn(crate::control::serve(
         config.clone(),
         store.clone(),

@@ -15,6 +15,8 @@
 //! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth.
 //! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
+//! - [`escalate`] with [`notify`]: the periodic SLA tick turns due levels into mails in the
+//!   store's outbox, sent over SMTP exactly once each (`[smtp]` in [`config_smtp`]).
 //! - [`daemon`]: starts the workers and stops them cleanly on a signal.
 //! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
 //!   daemon, since only one process may open the store.
@@ -35,15 +37,18 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_check;
+pub mod config_smtp;
 pub mod control;
 pub mod daemon;
 pub mod decide;
+pub mod escalate;
 pub mod explain;
 pub mod http;
 pub mod imap;
 pub mod intake;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod outlook;
 pub mod report;
 pub mod rules;

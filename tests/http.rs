@@ -99,8 +99,10 @@ fn arrive(store: &Store, at: &str, owner: Option<&str>, subject: &str) -> String
         message,
         new_conversation: true,
         thread_ids: Vec::new(),
+        referenced: Vec::new(),
         rotation: None,
         sla: Some("standard".into()),
+        work: true,
         event,
     };
     store.commit(&commit).unwrap_or_else(|e| panic!("{e:#}"))

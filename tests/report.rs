@@ -99,8 +99,10 @@ fn arrive(
         message,
         new_conversation: conv.is_none(),
         thread_ids: Vec::new(),
+        referenced: Vec::new(),
         rotation: None,
         sla: sla.map(str::to_string),
+        work: true,
         event: event(kind, at, owner),
     };
     store

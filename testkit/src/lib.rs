@@ -4,6 +4,8 @@
 //!   [`Flavor`], shared per test binary or owned by one test.
 //! - [`client`]: [`ImapClient`], a plain IMAP user that puts mail in and looks at the result.
 //! - [`daemon`]: [`Daemon`], the postroom binary as a child process with captured output.
+//! - [`smtp`]: [`SmtpListener`], a real SMTP server (aiosmtpd) that stores what it accepts and
+//!   can be told to refuse.
 //! - [`wait`]: [`wait_for`], polling a condition with a deadline instead of sleeping.
 //! - `process` (private): children that die with the test binary, even when statics hold them.
 //!
@@ -16,6 +18,7 @@ pub mod client;
 pub mod daemon;
 pub mod dovecot;
 mod process;
+pub mod smtp;
 pub mod wait;
 
 /// The IMAP library the client is built on, re-exported so tests name the same version.
@@ -23,4 +26,5 @@ pub use async_imap;
 pub use client::ImapClient;
 pub use daemon::Daemon;
 pub use dovecot::{Dovecot, Flavor};
+pub use smtp::SmtpListener;
 pub use wait::wait_for;
