@@ -5,6 +5,7 @@
 //! - [`client`]: [`ImapClient`], a plain IMAP user that puts mail in and looks at the result.
 //! - [`daemon`]: [`Daemon`], the postroom binary as a child process with captured output.
 //! - [`wait`]: [`wait_for`], polling a condition with a deadline instead of sleeping.
+//! - [`proxy`]: [`FaultProxy`], a proxy in front of Dovecot that misbehaves like Exchange.
 //! - `process` (private): children that die with the test binary, even when statics hold them.
 //!
 //! A typical integration test takes [`Dovecot::shared`], invents users with
@@ -16,6 +17,7 @@ pub mod client;
 pub mod daemon;
 pub mod dovecot;
 mod process;
+pub mod proxy;
 pub mod wait;
 
 /// The IMAP library the client is built on, re-exported so tests name the same version.
@@ -23,4 +25,5 @@ pub use async_imap;
 pub use client::ImapClient;
 pub use daemon::Daemon;
 pub use dovecot::{Dovecot, Flavor};
+pub use proxy::{FaultProxy, Hold};
 pub use wait::wait_for;
