@@ -17,8 +17,8 @@ use crate::rig::{assert_decided_once, stop, Rig};
 /// How many variants of each corpus message are delivered (about 1,500 messages in all).
 const VARIANTS: usize = 5;
 
-/// How many times the daemon is killed; mail is delivered before each start.
-const KILLS: usize = 6;
+/// How many times the daemon is killed; mail is delivered before every other start.
+const KILLS: usize = 8;
 
 /// The ham corpus as delivered: variant `v` of each message that parses, has a Message-ID
 /// and uses LF line ends (CR-only files cannot be split into header lines).
@@ -85,18 +85,29 @@ async fn killed_at_random_while_mail_arrives_every_message_is_handled_once() {
 
     let rig = Rig::with_mailbox(Flavor::Standard, "crash", "fetch_batch = 50\n");
     let mut client = rig.site.client().await;
-    let chunk = messages.len().div_ceil(KILLS);
-    for (round, part) in messages.chunks(chunk).enumerate() {
-        for raw in part {
-            client.append("INBOX", raw).await.expect("append");
+    // Mail arrives before every other start, so some kills hit a fresh backlog and some hit
+    // the tail of one; the pauses are short enough to land mid-backlog.
+    let mut parts = messages.chunks(messages.len().div_ceil(KILLS / 2));
+    let mut interrupted = 0;
+    for round in 0..KILLS {
+        if round % 2 == 0 {
+            for raw in parts.next().unwrap_or_default() {
+                client.append("INBOX", raw).await.expect("append");
+            }
         }
+        let before = client.count("INBOX").await.expect("count the inbox");
         let mut daemon = rig.site.start();
-        let pause = Duration::from_millis(rng.u64(150..1_500));
+        let pause = Duration::from_millis(rng.u64(50..600));
         tokio::time::sleep(pause).await;
         daemon.sigkill().expect("SIGKILL");
         let _ = daemon.wait_exit(Duration::from_secs(10)).await;
-        println!("round {round}: killed after {pause:?}");
+        let after = client.count("INBOX").await.expect("count the inbox");
+        println!("round {round}: killed after {pause:?}; inbox {before} -> {after}");
+        if after > 0 && after < before {
+            interrupted += 1;
+        }
     }
+    assert!(interrupted >= 1, "seed {seed}: no kill landed mid-backlog");
     let mut daemon = rig.site.start();
     wait_all_filed(&mut client, messages.len(), Duration::from_secs(90))
         .await
