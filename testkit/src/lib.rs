@@ -7,6 +7,7 @@
 //! - [`smtp`]: [`SmtpListener`], a real SMTP server (aiosmtpd) that stores what it accepts and
 //!   can be told to refuse.
 //! - [`wait`]: [`wait_for`], polling a condition with a deadline instead of sleeping.
+//! - [`proxy`]: [`FaultProxy`], a proxy in front of Dovecot that misbehaves like Exchange.
 //! - `process` (private): children that die with the test binary, even when statics hold them.
 //!
 //! A typical integration test takes [`Dovecot::shared`], invents users with
@@ -18,6 +19,7 @@ pub mod client;
 pub mod daemon;
 pub mod dovecot;
 mod process;
+pub mod proxy;
 pub mod smtp;
 pub mod wait;
 
@@ -26,5 +28,6 @@ pub use async_imap;
 pub use client::ImapClient;
 pub use daemon::Daemon;
 pub use dovecot::{Dovecot, Flavor};
+pub use proxy::{FaultProxy, Hold};
 pub use smtp::SmtpListener;
 pub use wait::wait_for;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use postroom_testkit::{wait_for, Daemon, Dovecot, Flavor, ImapClient};
+use postroom_testkit::{wait_for, Daemon, Dovecot, FaultProxy, Flavor, ImapClient};
 
 /// Agents of every test site: (id, folder name). Names with non-ASCII letters exercise modified
 /// UTF-7 on every run.
@@ -22,6 +22,10 @@ pub struct Site {
     pub dovecot: &'static Dovecot,
     pub user: String,
     pub dir: tempfile::TempDir,
+    /// The pass-through proxy when the suite runs with `POSTROOM_TEST_VIA_PROXY` set.
+    pub proxy: Option<FaultProxy>,
+    /// The port written into the config instead of Dovecot's, if any.
+    pub port_override: Option<u16>,
 }
 
 impl Site {
@@ -30,7 +34,18 @@ impl Site {
         let dovecot = Dovecot::shared(flavor);
         let user = dovecot.unique_user(prefix);
         let dir = tempfile::tempdir().expect("temp dir");
-        let site = Site { dovecot, user, dir };
+        // POSTROOM_TEST_VIA_PROXY=1 runs every site through a fault proxy that injects
+        // nothing, proving the proxy transparent with the whole suite.
+        let proxy = std::env::var_os("POSTROOM_TEST_VIA_PROXY")
+            .map(|_| FaultProxy::in_front_of(dovecot).expect("start pass-through proxy"));
+        let port_override = proxy.as_ref().map(FaultProxy::port);
+        let site = Site {
+            dovecot,
+            user,
+            dir,
+            proxy,
+            port_override,
+        };
         site.write_config("");
         site
     }
@@ -42,7 +57,20 @@ impl Site {
 
     /// Writes the config with `agent_extra` keys added to every `[[agent]]`.
     pub fn write_config_agents(&self, agent_extra: &str) {
-        self.write_config_full("", &AGENTS, agent_extra, "");
+        let port = self.port_override.unwrap_or(self.dovecot.port());
+        let text = config_text(&ConfigParts {
+            state_dir: &self.state_dir(),
+            port,
+            user: &self.user,
+            password_file: &self.password_file(),
+            server_extra: "command_timeout_secs = 10\n",
+            mailbox_extra: "",
+            agents: &AGENTS,
+            agent_extra,
+            extra: "",
+        });
+        std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
+        std::fs::write(self.config_path(), text).expect("config file");
     }
 
     /// Runs a postroom command against this site and returns (success, stdout + stderr).
@@ -60,34 +88,33 @@ impl Site {
     /// Writes the config with extra `[[mailbox]]` keys, the given agents (id, folder name) and
     /// `extra` TOML appended.
     pub fn write_config_with(&self, mailbox_extra: &str, agents: &[(&str, &str)], extra: &str) {
-        self.write_config_full(mailbox_extra, agents, "", extra);
+        let port = self.port_override.unwrap_or(self.dovecot.port());
+        let server_extra = "command_timeout_secs = 10\n";
+        self.write_config_full(port, server_extra, mailbox_extra, agents, extra);
     }
 
-    /// Writes the config: extra mailbox keys, agents, keys for every agent, and extra TOML.
+    /// Writes the config pointing at `port` on 127.0.0.1 (a [`FaultProxy`] rather than
+    /// Dovecot), with extra `[[server]]` keys (which must include `command_timeout_secs`),
+    /// extra `[[mailbox]]` keys, the given agents and `extra` TOML appended.
     pub fn write_config_full(
         &self,
+        port: u16,
+        server_extra: &str,
         mailbox_extra: &str,
         agents: &[(&str, &str)],
-        agent_extra: &str,
         extra: &str,
     ) {
-        let mut text = format!(
-            "[daemon]\nstate_dir = \"{state}\"\n\n\
-             [[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-             security = \"plain\"\ncommand_timeout_secs = 10\n\n\
-             [[mailbox]]\nname = \"support\"\nserver = \"dovecot\"\nlogin = \"{user}\"\n\
-             password_file = \"{pw}\"\nteam = \"support\"\npoll_secs = 5\n\
-             folder_poll_secs = 1\nreconcile_secs = 2\n{mailbox_extra}\n\
-             [[team]]\nname = \"support\"\nagents = [\"alice\", \"bob\", \"zoe\"]\n",
-            state = self.state_dir().display(),
-            port = self.dovecot.port(),
-            user = self.user,
-            pw = self.password_file().display(),
-        );
-        for (id, name) in agents {
-            text += &format!("\n[[agent]]\nid = \"{id}\"\nname = \"{name}\"\n{agent_extra}\n");
-        }
-        text += extra;
+        let text = config_text(&ConfigParts {
+            state_dir: &self.state_dir(),
+            port,
+            user: &self.user,
+            password_file: &self.password_file(),
+            server_extra,
+            mailbox_extra,
+            agents,
+            agent_extra: "",
+            extra,
+        });
         std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
         std::fs::write(self.config_path(), text).expect("config file");
     }
@@ -100,7 +127,7 @@ impl Site {
         self.dir.path().join("state")
     }
 
-    fn password_file(&self) -> PathBuf {
+    pub fn password_file(&self) -> PathBuf {
         self.dir.path().join("password")
     }
 
@@ -161,11 +188,11 @@ pub fn mail(id: &str, subject: &str, parent: Option<&str>) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Vendored real messages from the ham corpus (all its subfolders), sorted by path.
+/// Vendored real messages from the ham corpus (all its sub-folders), sorted by path.
 pub fn ham(limit: usize) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ham");
     let mut files = Vec::new();
-    collect_files(&dir, &mut files);
+    files_under(&dir, &mut files);
     files.sort();
     assert!(
         files.len() >= limit,
@@ -180,16 +207,57 @@ pub fn ham(limit: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("dir entry").path();
+    for path in entries.map(|e| e.expect("dir entry").path()) {
         if path.is_dir() {
-            collect_files(&path, out);
-        } else if path.is_file() {
+            files_under(&path, out);
+        } else if path.is_file() && path.extension().is_none_or(|e| e != "md") {
             out.push(path);
         }
     }
+}
+
+/// What [`config_text`] needs to write a one-mailbox config.
+pub struct ConfigParts<'a> {
+    pub state_dir: &'a Path,
+    /// The IMAP port on 127.0.0.1: Dovecot's, or a proxy's.
+    pub port: u16,
+    pub user: &'a str,
+    pub password_file: &'a Path,
+    /// Extra `[[server]]` keys; must set `command_timeout_secs`.
+    pub server_extra: &'a str,
+    pub mailbox_extra: &'a str,
+    pub agents: &'a [(&'a str, &'a str)],
+    /// Keys added to every `[[agent]]`.
+    pub agent_extra: &'a str,
+    pub extra: &'a str,
+}
+
+/// The config text of one site: one plain-text server on loopback, one mailbox of team
+/// `support`, the given agents, fast folder polling and reconciliation.
+pub fn config_text(parts: &ConfigParts<'_>) -> String {
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{state}\"\n\n\
+         [[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         security = \"plain\"\n{server_extra}\n\
+         [[mailbox]]\nname = \"support\"\nserver = \"dovecot\"\nlogin = \"{user}\"\n\
+         password_file = \"{pw}\"\nteam = \"support\"\npoll_secs = 5\n\
+         folder_poll_secs = 1\nreconcile_secs = 2\n{mailbox_extra}\n\
+         [[team]]\nname = \"support\"\nagents = [\"alice\", \"bob\", \"zoe\"]\n",
+        state = parts.state_dir.display(),
+        port = parts.port,
+        user = parts.user,
+        pw = parts.password_file.display(),
+        server_extra = parts.server_extra,
+        mailbox_extra = parts.mailbox_extra,
+    );
+    for (id, name) in parts.agents {
+        let extra = parts.agent_extra;
+        text += &format!("\n[[agent]]\nid = \"{id}\"\nname = \"{name}\"\n{extra}\n");
+    }
+    text += parts.extra;
+    text
 }
 
 /// Where each Message-ID sits: (folder, message-id) for every message in the inbox and in the
