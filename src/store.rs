@@ -477,6 +477,14 @@ impl Store {
         )
     }
 
+    /// Forgets a quarantine entry once its message was handled after all.
+    pub fn clear_quarantine(&self, mailbox: &str, uid_validity: u32, uid: u32) -> Result<()> {
+        self.quarantine
+            .remove(quarantine_key(mailbox, uid_validity, uid))
+            .context("clear quarantine")?;
+        Ok(())
+    }
+
     /// Every quarantined message, optionally of one mailbox.
     pub fn quarantined(&self, mailbox: Option<&str>) -> Result<Vec<Quarantined>> {
         let key = mailbox.map(prefix).unwrap_or_default();

@@ -29,6 +29,9 @@ use crate::store::{Event, EventKind, MessageState, Quarantined, Store};
 /// Exchange sometimes returns fresh mail empty for a short while, so one failure is not enough.
 const FETCH_ATTEMPTS: u32 = 3;
 
+/// How long a message that came back without data waits before it is fetched again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// The first wait after a failed session, doubled on each further failure.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 
@@ -293,7 +296,10 @@ impl Worker {
         info: &FolderInfo,
         from: u32,
     ) -> Result<()> {
-        let uids = conn.uids_from(from).await?;
+        let mut uids = conn.uids_from(from).await?;
+        uids.extend(self.due_retries(info, from)?);
+        uids.sort_unstable();
+        uids.dedup();
         let mut todo = Vec::with_capacity(uids.len());
         for uid in uids {
             if !self.given_up(info.uid_validity, uid)? {
@@ -309,6 +315,22 @@ impl Worker {
         let mut state = self.store.sync_state(&self.mailbox.name)?;
         state.last_contact = Some(self.clock.now());
         self.store.set_sync_state(&self.mailbox.name, &state)
+    }
+
+    /// UIDs below `from` that came back without data and are due another try on this
+    /// connection: Exchange returns fresh mail empty for a while, so waiting for the next
+    /// reconnect could leave it unhandled for hours.
+    fn due_retries(&self, info: &FolderInfo, from: u32) -> Result<Vec<u32>> {
+        let now = self.clock.now();
+        let retry_after = chrono::Duration::from_std(RETRY_DELAY).unwrap_or_default();
+        Ok(self
+            .store
+            .quarantined(Some(&self.mailbox.name))?
+            .into_iter()
+            .filter(|q| q.uid_validity == info.uid_validity && q.uid < from)
+            .filter(|q| q.attempts < FETCH_ATTEMPTS && now - q.at >= retry_after)
+            .map(|q| q.uid)
+            .collect())
     }
 
     fn given_up(&self, uid_validity: u32, uid: u32) -> Result<bool> {
@@ -332,6 +354,8 @@ impl Worker {
             seen.insert(item.uid);
             match message::parse(&item.raw, item.size) {
                 Ok(envelope) => {
+                    self.store
+                        .clear_quarantine(&self.mailbox.name, info.uid_validity, item.uid)?;
                     let intake = self.intake();
                     if let Some(p) = intake.place(&envelope, item.uid, item.internal_date)? {
                         placements.push(p);
@@ -478,24 +502,76 @@ impl Worker {
             if info.keywords {
                 self.mark_owner(conn, &group).await?;
             }
-            conn.move_uids(&uids, &folder).await?;
-            for p in &group {
-                let detail = format!("filed in {folder}");
-                let event = self.event(
-                    EventKind::Filed,
-                    Some(p.identity.clone()),
-                    p.owner.clone(),
-                    detail,
-                );
-                self.store.mark_filed(
-                    &self.mailbox.name,
-                    &p.identity,
-                    MessageState::Filed {
-                        folder: folder.clone(),
-                    },
-                    event,
-                )?;
+            match conn.move_uids(&uids, &folder).await {
+                Ok(()) => self.filed(&group, &folder)?,
+                Err(err) if crate::imap::is_refusal(&err) => {
+                    warn!(mailbox = %self.mailbox.name, folder, error = %format!("{err:#}"),
+                          "move refused; checking message by message");
+                    self.move_one_by_one(conn, &group, &folder).await?;
+                }
+                Err(err) => return Err(err),
             }
+        }
+        Ok(())
+    }
+
+    fn filed(&self, group: &[Placement], folder: &str) -> Result<()> {
+        for p in group {
+            let detail = format!("filed in {folder}");
+            let event = self.event(
+                EventKind::Filed,
+                Some(p.identity.clone()),
+                p.owner.clone(),
+                detail,
+            );
+            let state = MessageState::Filed {
+                folder: folder.to_string(),
+            };
+            self.store
+                .mark_filed(&self.mailbox.name, &p.identity, state, event)?;
+        }
+        Ok(())
+    }
+
+    /// After a refused group move (Exchange: "Some of the requested messages no longer
+    /// exist"), each message still in the inbox is moved on its own; one that is gone was moved
+    /// by a person meanwhile (field case BUG-01). It is recorded as gone, never decided again,
+    /// and a folder poll re-finds it by identity if it landed in a managed folder.
+    async fn move_one_by_one(
+        &self,
+        conn: &mut Connection,
+        group: &[Placement],
+        folder: &str,
+    ) -> Result<()> {
+        let first = group.iter().map(|p| p.uid).min().unwrap_or(1);
+        let present: HashSet<u32> = conn.uids_from(first).await?.into_iter().collect();
+        for p in group {
+            if present.contains(&p.uid) {
+                match conn.move_uids(&[p.uid], folder).await {
+                    Ok(()) => self.filed(std::slice::from_ref(p), folder)?,
+                    Err(err) if crate::imap::is_refusal(&err) => {
+                        // Left Pending: the next catch-up finishes the same decision.
+                        warn!(mailbox = %self.mailbox.name, uid = p.uid, error = %format!("{err:#}"), "move refused again");
+                    }
+                    Err(err) => return Err(err),
+                }
+                continue;
+            }
+            warn!(mailbox = %self.mailbox.name, uid = p.uid, "message moved away by someone else while being filed");
+            let detail = "moved away by someone else while postroom was filing it".to_string();
+            let event = self.event(
+                EventKind::Reconciled,
+                Some(p.identity.clone()),
+                p.owner.clone(),
+                detail,
+            );
+            self.store.relocate(
+                &self.mailbox.name,
+                &p.identity,
+                MessageState::Gone,
+                p.owner.clone(),
+                event,
+            )?;
         }
         Ok(())
     }

@@ -565,6 +565,17 @@ fn fetched(fetch: &Fetch) -> Option<Fetched> {
     })
 }
 
+/// True when the server refused a command (`NO` or `BAD`) on a connection that still works,
+/// as opposed to a broken connection or a time-out.
+pub fn is_refusal(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<async_imap::error::Error>(),
+            Some(async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_))
+        )
+    })
+}
+
 /// A compact UID set (`1:5,8,10:12`), kept short because Exchange refuses long command lines
 /// (`BAD Command Error. 10`).
 pub fn uid_set(uids: &[u32]) -> String {
