@@ -422,3 +422,51 @@ fn the_complete_example_uses_every_key() {
         "the complete example never sets {unused:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The troubleshooting page
+
+/// All Rust source text of the crate.
+fn source_text(dir: &Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_text(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+#[test]
+fn troubleshooting_headings_quote_messages_postroom_still_prints() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/troubleshooting.md"
+    ))
+    .unwrap();
+    let ours = doc
+        .split("## Messages from postroom")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a `Messages from postroom` section");
+    let mut source = String::new();
+    source_text(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut source,
+    );
+    let headings: Vec<&str> = ours
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `"))
+        .filter_map(|l| l.strip_suffix('`'))
+        .collect();
+    assert!(headings.len() >= 15, "{headings:?}");
+    for heading in headings {
+        for fragment in heading.split('…').map(str::trim).filter(|f| !f.is_empty()) {
+            assert!(
+                source.contains(fragment),
+                "troubleshooting.md quotes `{fragment}`, which no longer occurs in src/"
+            );
+        }
+    }
+}
