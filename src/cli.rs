@@ -90,6 +90,16 @@ pub enum Command {
         /// The agent id.
         agent: String,
     },
+    /// Print a shell completion script to stdout (bash, zsh, fish, elvish or powershell).
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page in roff to stdout: postroom(1), or postroom-COMMAND(1) for one command.
+    Man {
+        /// The command whose page to print, such as `run`; the main page when absent.
+        command: Option<String>,
+    },
     /// Volume, backlog, response times, workload and SLA compliance from the store's history.
     Report(ReportArgs),
 }
@@ -147,6 +157,9 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
+    if let Some(code) = without_config(&cli.command)? {
+        return Ok(code);
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(err) => {
@@ -213,12 +226,58 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             runtime.block_on(crate::daemon::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Carries out the commands that describe the program itself and need no config: they run at
+/// package build time, where no `/etc/postroom/postroom.toml` exists.
+fn without_config(command: &Command) -> Result<Option<ExitCode>> {
+    use std::io::Write;
+    let output = match command {
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { command } => man_page(command.as_deref())?,
+        _ => return Ok(None),
+    };
+    std::io::stdout()
+        .write_all(&output)
+        .context("write to stdout")?;
+    Ok(Some(ExitCode::SUCCESS))
+}
+
+/// The completion script for one shell.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "postroom", &mut out);
+    out
+}
+
+/// The roff man page of the program, or of one of its commands (`postroom-run(1)`).
+pub fn man_page(command: Option<&str>) -> Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut program = Cli::command();
+    // Building fills in each command's display name (`postroom-run`) and usage line.
+    program.build();
+    let page = match command {
+        None => program,
+        Some(name) => program
+            .find_subcommand(name)
+            .cloned()
+            .with_context(|| format!("no command is named `{name}`"))?,
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .manual("postroom manual")
+        .source(concat!("postroom ", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)
+        .context("render the man page")?;
+    Ok(out)
 }
 
 /// Sends a request to the running daemon, or carries it out on the store when none runs.
