@@ -50,7 +50,7 @@ impl Admin<'_> {
 
     /// The history of the conversation a message belongs to.
     pub fn history(&self, message_id: &str) -> Result<String> {
-        let record = self.record(message_id)?;
+        let record = self.work_record(message_id)?;
         let mut out = String::new();
         if let Some(conv) = self.store.conversation(&record.conversation)? {
             let owner = conv.owner.as_deref().unwrap_or("(unassigned)");
@@ -104,7 +104,7 @@ impl Admin<'_> {
 
     /// Gives the message's conversation to `agent`, moving the message to their folder.
     pub async fn assign(&self, message_id: &str, agent: &str) -> Result<String> {
-        let record = self.record(message_id)?;
+        let record = self.work_record(message_id)?;
         let mailbox = self.mailbox_of(&record)?;
         if !self
             .config
@@ -159,7 +159,7 @@ impl Admin<'_> {
 
     /// Closes the conversation, moving the message to Done.
     pub async fn close(&self, message_id: &str) -> Result<String> {
-        let record = self.record(message_id)?;
+        let record = self.work_record(message_id)?;
         let mailbox = self.mailbox_of(&record)?;
         let done = mailbox.done_folder.clone();
         self.move_message(mailbox, &record, &done).await?;
@@ -188,6 +188,19 @@ impl Admin<'_> {
         self.store
             .message_by_id(message_id)?
             .with_context(|| format!("no handled message has Message-ID {message_id}"))
+    }
+
+    /// The record of a message that belongs to a conversation; automatic and ignored mail
+    /// belongs to none and is nobody's work.
+    fn work_record(&self, message_id: &str) -> Result<MessageRecord> {
+        let record = self.record(message_id)?;
+        if record.conversation.is_empty() {
+            bail!(
+                "{message_id} is automatic or ignored mail, not a conversation; drag it into an \
+                 agent's folder in Outlook to make it someone's work"
+            );
+        }
+        Ok(record)
     }
 
     fn mailbox_of(&self, record: &MessageRecord) -> Result<&MailboxConfig> {

@@ -70,7 +70,9 @@ impl Intake<'_> {
                 }
                 MessageState::Left | MessageState::Waiting => return Ok(None),
                 MessageState::Filed { .. } | MessageState::Gone => {
-                    returned = Some(self.release_returned(&record)?);
+                    if !record.conversation.is_empty() {
+                        returned = Some(self.release_returned(&record)?);
+                    }
                 }
             }
         }

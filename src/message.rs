@@ -425,18 +425,17 @@ const PREFIXES: &[&str] = &[
 ];
 
 fn strip_prefix(text: &str) -> Option<&str> {
-    let head_len = text.find(':')?;
-    let head = &text[..head_len];
-    let word = head.split('[').next().unwrap_or(head).trim();
-    let counted = head[word.len()..].trim();
+    let (head, rest) = text.split_once(':')?;
+    // Split at the ASCII `[` (a boundary in any string) before trimming, so no offset taken
+    // from a trimmed string is ever used to slice the untrimmed one.
+    let (word, counted) = head.split_once('[').map_or((head, ""), |(w, c)| (w, c));
     let counted_ok = counted.is_empty()
-        || (counted.starts_with('[')
-            && counted.ends_with(']')
-            && counted[1..counted.len() - 1]
-                .chars()
-                .all(|c| c.is_ascii_digit()));
-    let known = PREFIXES.iter().any(|p| word.eq_ignore_ascii_case(p));
-    (known && counted_ok).then(|| &text[head_len + 1..])
+        || counted
+            .trim_end()
+            .strip_suffix(']')
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    let known = PREFIXES.iter().any(|p| word.trim().eq_ignore_ascii_case(p));
+    (known && counted_ok).then_some(rest)
 }
 
 #[cfg(test)]

@@ -291,8 +291,12 @@ pub fn is_own_mail(envelope: &Envelope) -> bool {
 pub fn is_own_id(id: &str) -> bool {
     let id = id.trim().trim_start_matches('<').trim_end_matches('>');
     id.rsplit_once('@').is_some_and(|(_, domain)| {
+        // `get` rather than indexing: mail text is not ours, and a multi-byte character across
+        // the label's end must give "no", not a panic.
         domain.len() > ID_DOMAIN_LABEL.len()
-            && domain[..ID_DOMAIN_LABEL.len()].eq_ignore_ascii_case(ID_DOMAIN_LABEL)
+            && domain
+                .get(..ID_DOMAIN_LABEL.len())
+                .is_some_and(|label| label.eq_ignore_ascii_case(ID_DOMAIN_LABEL))
     })
 }
 

@@ -173,6 +173,9 @@ impl Watcher<'_> {
         record: MessageRecord,
         here: MessageState,
     ) -> Result<()> {
+        if record.conversation.is_empty() {
+            return self.made_work(managed, record, here);
+        }
         let name = &self.mailbox.name;
         let conv = self.store.conversation(&record.conversation)?;
         let previous = conv.as_ref().and_then(|c| c.owner.clone());
@@ -234,6 +237,43 @@ impl Watcher<'_> {
                     .relocate(name, &record.identity, here, record.owner.clone(), e)
             }
         }
+    }
+
+    /// Mail that was nobody's work (automatic, ignored) moved by a person: into an agent's
+    /// folder it becomes that agent's conversation; anywhere else only its place is noted.
+    fn made_work(
+        &self,
+        managed: &Managed,
+        mut record: MessageRecord,
+        here: MessageState,
+    ) -> Result<()> {
+        let Role::Agent(agent) = &managed.role else {
+            let e = self.event(
+                EventKind::Reconciled,
+                &record,
+                &format!("now in {}", managed.folder),
+            );
+            return self
+                .store
+                .relocate(&self.mailbox.name, &record.identity, here, None, e);
+        };
+        let detail = format!("given to {agent} by a person in Outlook");
+        info!(mailbox = %self.mailbox.name, agent, "{detail}");
+        record.owner = Some(agent.clone());
+        record.state = here;
+        let mut event = self.event(EventKind::Assigned, &record, &detail);
+        event.agent = Some(agent.clone());
+        self.store.commit(&Commit {
+            new_conversation: true,
+            thread_ids: record.message_id.iter().cloned().collect(),
+            referenced: Vec::new(),
+            rotation: None,
+            sla: None,
+            work: true,
+            message: record,
+            event,
+        })?;
+        Ok(())
     }
 
     /// A reply from the team: it answers the conversation its In-Reply-To or References name.

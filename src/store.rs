@@ -317,6 +317,20 @@ impl Store {
         Ok(())
     }
 
+    /// The conversation a sender last wrote in with this normalised subject.
+    pub fn conversation_by_subject(
+        &self,
+        mailbox: &str,
+        from: &str,
+        subject: &str,
+    ) -> Result<Option<Conversation>> {
+        let key = subject_key_of(mailbox, from, subject);
+        match self.threads.get(key).context("read subject index")? {
+            Some(conv) => self.conversation(&String::from_utf8_lossy(&conv)),
+            None => Ok(None),
+        }
+    }
+
     /// A conversation by id.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
         get_json(&self.conversations, id.as_bytes())
@@ -364,8 +378,20 @@ impl Store {
         );
         let result = trees.transaction(
             |(messages, threads, conversations, load, rotation, events)| {
-                let conv_id = write_conversation(conversations, load, commit)?;
                 let mut message = commit.message.clone();
+                if !commit.work && commit.new_conversation {
+                    // Automatic or ignored mail that joins nothing starts no conversation: it
+                    // is nobody's work and must not show as backlog.
+                    message.conversation = String::new();
+                    put_json(
+                        messages,
+                        &pair(&message.mailbox, &message.identity),
+                        &message,
+                    )?;
+                    put_event(events, &commit.event)?;
+                    return Ok(String::new());
+                }
+                let conv_id = write_conversation(conversations, load, commit)?;
                 message.conversation = conv_id.clone();
                 put_json(
                     messages,
@@ -383,6 +409,9 @@ impl Store {
                 }
                 if let Some((team, agent)) = &commit.rotation {
                     take_turn(rotation, team, agent)?;
+                }
+                if let Some(key) = subject_key(&message) {
+                    threads.insert(key, conv_id.as_bytes())?;
                 }
                 let mut event = commit.event.clone();
                 event.conversation = Some(conv_id.clone());
@@ -879,6 +908,23 @@ fn write_conversation(
     };
     put_json(conversations, conversation.id.as_bytes(), &conversation)?;
     Ok(conversation.id)
+}
+
+/// The subject-index key of a message: kept in the thread tree under a prefix no Message-ID
+/// can have (a NUL-separated sender and normalised subject).
+fn subject_key(message: &MessageRecord) -> Option<Vec<u8>> {
+    let from = message.from.as_deref()?;
+    let subject = crate::message::normalized_subject(&message.subject);
+    (!subject.is_empty()).then(|| subject_key_of(&message.mailbox, from, &subject))
+}
+
+fn subject_key_of(mailbox: &str, from: &str, subject: &str) -> Vec<u8> {
+    let mut key = pair(mailbox, "\u{0}subject");
+    key.push(0);
+    key.extend_from_slice(from.to_lowercase().as_bytes());
+    key.push(0);
+    key.extend_from_slice(subject.as_bytes());
+    key
 }
 
 /// Records an agent's turn: the team's last chosen agent, and a per-team turn number that

@@ -344,3 +344,114 @@ async fn a_parent_arriving_after_its_reply_joins_the_replys_conversation() {
         folder_of("kid@c.example.test")
     );
 }
+
+fn raw(from: &str, id: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Mon, 10 Mar 2025 09:00:00 +0100\r\n{extra}\r\nBody.\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_reply_without_threading_headers_joins_only_its_senders_conversation() {
+    let site = Site::new(Flavor::Standard, "subject");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    let ann = "Ann <ann@customer.example.test>";
+    client
+        .append(
+            "INBOX",
+            &raw(ann, "s1@c.example.test", "Invoice 7 wrong", ""),
+        )
+        .await
+        .unwrap();
+    wait_all_filed(&mut client, 1, FILE_LIMIT).await.unwrap();
+    // Ann's client dropped In-Reply-To and References; only the subject links it.
+    client
+        .append(
+            "INBOX",
+            &raw(ann, "s2@c.example.test", "RE: Invoice 7 wrong", ""),
+        )
+        .await
+        .unwrap();
+    // Somebody else with the same subject is not Ann's conversation.
+    let bob = "bob@other.example.test";
+    client
+        .append(
+            "INBOX",
+            &raw(bob, "s3@c.example.test", "Re: Invoice 7 wrong", ""),
+        )
+        .await
+        .unwrap();
+    // Two scanner alerts with one subject and no reply prefix stay apart (field case BUG-13).
+    let scanner = "scanner@printers.example.test";
+    client
+        .append("INBOX", &raw(scanner, "a1@c.example.test", "Toner low", ""))
+        .await
+        .unwrap();
+    client
+        .append("INBOX", &raw(scanner, "a2@c.example.test", "Toner low", ""))
+        .await
+        .unwrap();
+    wait_all_filed(&mut client, 5, FILE_LIMIT).await.unwrap();
+    let mut daemon = daemon;
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+    let store = site.store();
+    let conv = |id: &str| store.message_by_id(id).unwrap().unwrap().conversation;
+    assert_eq!(conv("s1@c.example.test"), conv("s2@c.example.test"));
+    assert_ne!(conv("s1@c.example.test"), conv("s3@c.example.test"));
+    assert_ne!(conv("a1@c.example.test"), conv("a2@c.example.test"));
+}
+
+#[tokio::test]
+async fn escalations_coming_back_into_the_inbox_create_no_work() {
+    let site = Site::new(Flavor::Standard, "own-mail");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    let ours = "<e1.c7@postroom.example.test>";
+    // Our escalation itself, a lead's reply to it, and an out-of-office answer to it.
+    let escalation = raw(
+        "support@example.test",
+        "e1.c7@postroom.example.test",
+        "[postroom c7] First response overdue",
+        "Auto-Submitted: auto-generated\r\n",
+    );
+    let lead = raw(
+        "lead@example.test",
+        "l1@example.test",
+        "Re: [postroom c7] First response overdue",
+        &format!("In-Reply-To: {ours}\r\nReferences: {ours}\r\n"),
+    );
+    let ooo = raw(
+        "lead@example.test",
+        "o1@example.test",
+        "Automatic reply: First response overdue",
+        &format!("Auto-Submitted: auto-replied\r\nIn-Reply-To: {ours}\r\n"),
+    );
+    for m in [escalation, lead, ooo] {
+        client.append("INBOX", &m).await.unwrap();
+    }
+    wait_all_filed(&mut client, 3, FILE_LIMIT).await.unwrap();
+    let all = placement(&mut client).await.unwrap();
+    assert!(all.iter().all(|(f, _)| f == "Automated"), "{all:?}");
+    let mut daemon = daemon;
+    daemon.sigterm().unwrap();
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .success());
+    let store = site.store();
+    assert!(
+        store.conversations(Some("support")).unwrap().is_empty(),
+        "no conversation, no SLA"
+    );
+}

@@ -47,6 +47,15 @@ pub trait StateView {
     fn agent_away(&self, _agent: &str) -> Result<bool> {
         Ok(false)
     }
+    /// The conversation a sender last started with this normalised subject, if any.
+    fn conversation_by_subject(
+        &self,
+        _mailbox: &str,
+        _from: &str,
+        _subject: &str,
+    ) -> Result<Option<Conversation>> {
+        Ok(None)
+    }
 }
 
 impl StateView for Store {
@@ -64,6 +73,14 @@ impl StateView for Store {
     }
     fn agent_away(&self, agent: &str) -> Result<bool> {
         Store::agent_away(self, agent)
+    }
+    fn conversation_by_subject(
+        &self,
+        mailbox: &str,
+        from: &str,
+        subject: &str,
+    ) -> Result<Option<Conversation>> {
+        Store::conversation_by_subject(self, mailbox, from, subject)
     }
 }
 
@@ -173,7 +190,20 @@ pub fn decide_with(
     };
     let routing = rules::route(&config.rules, &mailbox.name, &facts);
     let mut decision = outcome::start(envelope, &routing);
-    let existing = find_conversation(envelope, mailbox, state, &mut decision)?;
+    let existing = find_conversation(envelope, mailbox, state, context, &mut decision)?;
+    if crate::notify::is_own_mail(envelope) {
+        decision.explanation.push(
+            "postroom's own escalation mail, or an answer to one: never work, never mailed back"
+                .into(),
+        );
+        return Ok(outcome::automated(
+            decision,
+            None,
+            mailbox,
+            &routing,
+            Automated::Generated,
+        ));
+    }
     if envelope.automated != Automated::No {
         return Ok(outcome::automated(
             decision,
@@ -196,13 +226,14 @@ fn find_conversation(
     envelope: &Envelope,
     mailbox: &MailboxConfig,
     state: &dyn StateView,
+    context: &Context,
     decision: &mut Decision,
 ) -> Result<Option<Conversation>> {
     let related = related_ids(envelope);
-    if related.is_empty() {
-        return Ok(None);
-    }
-    let found = state.conversation_for(&mailbox.name, &related)?;
+    let found = match related.is_empty() {
+        true => None,
+        false => state.conversation_for(&mailbox.name, &related)?,
+    };
     if envelope.in_reply_to.is_empty() && is_forward(&envelope.subject) {
         if let Some(conv) = found {
             decision.explanation.push(format!(
@@ -214,7 +245,57 @@ fn find_conversation(
         }
         return Ok(None);
     }
-    Ok(found)
+    if found.is_some() {
+        return Ok(found);
+    }
+    subject_fallback(envelope, mailbox, state, context, decision)
+}
+
+/// How recent a conversation must be for a reply without threading headers to join it by
+/// subject: long enough for a customer's "Re:" after a week away, short enough that a
+/// recurring subject ("Monthly report") starts fresh each time.
+const SUBJECT_WINDOW_DAYS: i64 = 14;
+
+/// The guarded fallback for replies whose client dropped In-Reply-To and References: the
+/// subject must carry a reply prefix, and sender, normalised subject and recency must all
+/// match. Alerts that repeat a subject without "Re:" (field case BUG-13) never merge, and
+/// Outlook's Thread-Index is never used.
+fn subject_fallback(
+    envelope: &Envelope,
+    mailbox: &MailboxConfig,
+    state: &dyn StateView,
+    context: &Context,
+    decision: &mut Decision,
+) -> Result<Option<Conversation>> {
+    let Some(from) = &envelope.from else {
+        return Ok(None);
+    };
+    let normalized = crate::message::normalized_subject(&envelope.subject);
+    let as_written = crate::message::one_line(&envelope.subject).to_lowercase();
+    if normalized.chars().count() < 3 || normalized == as_written {
+        return Ok(None);
+    }
+    let Some(conv) = state.conversation_by_subject(&mailbox.name, &from.address, &normalized)?
+    else {
+        return Ok(None);
+    };
+    let age = context.now - conv.last_message;
+    if age > chrono::Duration::days(SUBJECT_WINDOW_DAYS) {
+        decision.explanation.push(format!(
+            "same sender and subject as conversation {}, but its last message is {} days old: \
+             starts a new conversation",
+            conv.id,
+            age.num_days()
+        ));
+        return Ok(None);
+    }
+    decision.explanation.push(format!(
+        "no threading headers matched; joins conversation {} by subject (same sender, \
+         same subject, last message {} days ago)",
+        conv.id,
+        age.num_days()
+    ));
+    Ok(Some(conv))
 }
 
 /// Forward prefixes of the clients our users run: English, German (WG), French (TR), Spanish
