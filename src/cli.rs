@@ -24,6 +24,10 @@ pub struct Cli {
         default_value = "/etc/postroom/postroom.toml"
     )]
     pub config: PathBuf,
+    /// Log format: `auto` (readable on a terminal, plain lines without colour under systemd),
+    /// `text`, or `json` (one object per line).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "text", "json"])]
+    pub log_format: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -146,7 +150,7 @@ impl ReportArgs {
 /// Entry point for the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(&cli.log_format);
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -229,7 +233,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            runtime.block_on(crate::daemon::run(config))?;
+            runtime.block_on(crate::daemon::run(config, &cli.config))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -309,11 +313,21 @@ fn open_store(dir: &Path) -> Result<Store> {
 }
 
 /// Logs go to stderr; `RUST_LOG` chooses the level (default `info`).
-fn init_logging() {
+///
+/// Under systemd (`JOURNAL_STREAM` set) lines carry no colour codes and no timestamp, since the
+/// journal stamps each line itself.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        "json" => builder.json().try_init(),
+        _ if journal && format == "auto" => builder.with_ansi(false).without_time().try_init(),
+        _ => builder.with_ansi(terminal).try_init(),
+    };
 }

@@ -87,7 +87,7 @@ pub enum Security {
 }
 
 /// `[[server]]`: an IMAP endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ServerConfig {
     /// The name mailboxes refer to.
     pub name: String,
@@ -145,7 +145,7 @@ impl ServerConfig {
 }
 
 /// `[[mailbox]]`: one shared mailbox.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MailboxConfig {
     /// A short name, used in logs, the store and commands.
     pub name: String,

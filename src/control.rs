@@ -141,11 +141,11 @@ pub async fn handle(request: &Request, config: &Config, store: &Store) -> Reply 
 
 /// Serves the socket until `stop` fires.
 pub async fn serve(
-    config: Arc<Config>,
+    configs: watch::Receiver<Arc<Config>>,
     store: Store,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let path = socket_path(&config.daemon.state_dir);
+    let path = socket_path(&configs.borrow().daemon.state_dir);
     // A socket left by a crashed daemon would make bind fail; the store's lock already proves
     // no other daemon uses this state directory.
     let _ = std::fs::remove_file(&path);
@@ -156,7 +156,8 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (config, store) = (config.clone(), store.clone());
+                    // Each request sees the config in force when it arrives, reloads included.
+                    let (config, store) = (configs.borrow().clone(), store.clone());
                     tokio::spawn(async move {
                         if let Err(err) = answer(stream, &config, &store).await {
                             debug!(error = %format!("{err:#}"), "control request failed");

@@ -53,8 +53,23 @@ pub struct Worker {
     /// UIDs whose batch fetch failed: fetched one at a time so one bad message cannot stall the
     /// others (field case BUG-07).
     suspects: HashSet<u32>,
-    /// The mailbox's business calendar (its own, or its team's), built once.
+    /// The mailbox's business calendar (its own, or its team's), rebuilt on reload.
     calendar: Option<Calendar>,
+    /// Config updates in, readiness and metrics out.
+    links: Links,
+}
+
+/// How a worker talks to the daemon around it. All optional: `rebuild` and tests need none.
+#[derive(Default)]
+pub struct Links {
+    /// New configs after a reload that kept this mailbox's connection settings: rules,
+    /// agents, teams and calendars take effect without reconnecting.
+    pub config_updates: Option<watch::Receiver<Arc<Config>>>,
+    /// Told once whether the first session connected (`Ok`) or failed (`Err`, with why), so
+    /// the daemon can tell systemd it is ready.
+    pub ready: Option<tokio::sync::mpsc::UnboundedSender<(String, Result<(), String>)>>,
+    /// Live counters for `/metrics`.
+    pub metrics: Option<crate::metrics::MailboxMetrics>,
 }
 
 impl Worker {
@@ -82,7 +97,60 @@ impl Worker {
             stop,
             suspects: HashSet::new(),
             calendar,
+            links: Links::default(),
         })
+    }
+
+    /// Connects the worker to the daemon around it.
+    pub fn with_links(mut self, links: Links) -> Worker {
+        self.links = links;
+        self
+    }
+
+    /// Time from each message's arrival on the server to the end of its handling.
+    fn observe_intake(&self, fetched: &[crate::imap::Fetched]) {
+        let Some(metrics) = &self.links.metrics else {
+            return;
+        };
+        let now = self.clock.now();
+        for item in fetched {
+            if let Some(lag) = item.internal_date.and_then(|at| (now - at).to_std().ok()) {
+                metrics.observe_intake(lag);
+            }
+        }
+    }
+
+    fn set_idle(&self, idle: bool) {
+        if let Some(metrics) = &self.links.metrics {
+            metrics.set_idle(idle);
+        }
+    }
+
+    fn report_ready(&mut self, outcome: Result<(), String>) {
+        if let Some(ready) = self.links.ready.take() {
+            let _ = ready.send((self.mailbox.name.clone(), outcome));
+        }
+    }
+
+    /// Takes a config published by a reload, if there is one; re-applies what depends on it.
+    async fn refresh_config(&mut self, conn: &mut Connection) -> Result<()> {
+        let Some(updates) = self.links.config_updates.as_mut() else {
+            return Ok(());
+        };
+        if !updates.has_changed().unwrap_or(false) {
+            return Ok(());
+        }
+        let config = updates.borrow_and_update().clone();
+        if let Some(mailbox) = config.mailbox(&self.mailbox.name).cloned() {
+            self.calendar = crate::calendar::for_mailbox(&config, &mailbox)?;
+            self.mailbox = mailbox;
+        }
+        self.config = config;
+        self.follow_renames(conn).await?;
+        conn.ensure_folders(&self.folders()).await?;
+        conn.select(&self.mailbox.inbox).await?;
+        info!(mailbox = %self.mailbox.name, "configuration reloaded");
+        Ok(())
     }
 
     /// The name of the mailbox this worker serves.
@@ -93,9 +161,19 @@ impl Worker {
     /// Runs sessions until asked to stop, backing off between failures.
     pub async fn run(mut self) {
         let mut backoff = BACKOFF_START;
+        let mut sessions = 0u64;
         while !*self.stop.borrow() {
             let started = Instant::now();
+            if sessions > 0 {
+                if let Some(metrics) = &self.links.metrics {
+                    metrics.record_reconnect();
+                }
+            }
+            sessions += 1;
             let result = self.session().await;
+            if let Err(err) = &result {
+                self.report_ready(Err(format!("{err:#}")));
+            }
             if *self.stop.borrow() {
                 break;
             }
@@ -162,18 +240,23 @@ impl Worker {
         let (mut polled, mut reconciled) = (Instant::now(), Instant::now());
         let mut announced = false;
         loop {
+            self.refresh_config(&mut conn).await?;
             let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
             // Anything that arrived between the last fetch and now is caught here, before
             // IDLE, so no message waits for the next one to wake us (field case BUG-04).
             self.catch_up(&mut conn, &info, from).await?;
             conn.drain_unsolicited();
             if !announced {
+                self.report_ready(Ok(()));
                 let how = if conn.caps.idle { "IDLE" } else { "polling" };
                 info!(mailbox = %self.mailbox.name, "caught up; watching for new mail ({how})");
                 announced = true;
             }
             let end = if conn.caps.idle {
-                let (back, end) = conn.idle(interval, &self.stop).await?;
+                self.set_idle(true);
+                let idled = conn.idle(interval, &self.stop).await;
+                self.set_idle(false);
+                let (back, end) = idled?;
                 conn = back;
                 end
             } else {
@@ -369,6 +452,7 @@ impl Worker {
         }
         self.store.flush()?;
         self.apply(conn, info, placements).await?;
+        self.observe_intake(&fetched);
         let mut state = self.store.sync_state(&self.mailbox.name)?;
         state.last_uid = state.last_uid.max(uids.iter().copied().max().unwrap_or(0));
         self.store.set_sync_state(&self.mailbox.name, &state)
