@@ -60,14 +60,22 @@ pub struct DaemonConfig {
     /// Where the sled database lives.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How often SLA clocks are checked for warnings and breaches, in seconds.
+    #[serde(default = "default_sla_check_secs")]
+    pub sla_check_secs: u64,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             state_dir: default_state_dir(),
+            sla_check_secs: default_sla_check_secs(),
         }
     }
+}
+
+fn default_sla_check_secs() -> u64 {
+    crate::escalate::TICK.as_secs()
 }
 
 fn default_state_dir() -> PathBuf {

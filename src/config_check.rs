@@ -155,6 +155,7 @@ fn unknown_key_hint(key: &str) -> String {
     let last = key.rsplit('.').next().unwrap_or(key);
     let known: &[&str] = &[
         "state_dir",
+        "sla_check_secs",
         "name",
         "host",
         "port",

@@ -35,8 +35,9 @@ use crate::notify::{self, Mailer, Notice, NoticeKind, Origin, SendError, LOGIN_R
 use crate::sla::{self, DueLevel, Leg, Level, Policy, Recipient, Target};
 use crate::store::{Conversation, ConversationState, OutboxMail, OutboxState, Store};
 
-/// How often conversations are checked. SLA budgets are minutes to hours; half a minute late is
-/// invisible to a lead, and a walk over the open conversations every 30 s costs nothing.
+/// How often conversations are checked by default (`[daemon] sla_check_secs`). SLA budgets are
+/// minutes to hours; half a minute late is invisible to a lead, and a walk over the open
+/// conversations every 30 s costs little.
 pub const TICK: StdDuration = StdDuration::from_secs(30);
 
 /// The first retry waits this long; each further one twice as long.
@@ -127,13 +128,14 @@ impl Escalator {
 
     /// Runs a tick every [`TICK`] until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        info!(every_secs = TICK.as_secs(), "escalations running");
+        let every = StdDuration::from_secs(self.config.daemon.sla_check_secs.max(1));
+        info!(every_secs = every.as_secs(), "escalations running");
         loop {
             if let Err(err) = self.tick().await {
                 warn!(error = %format!("{err:#}"), "escalation tick failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => {}
             }
             if *stop.borrow() {

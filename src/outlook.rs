@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, MailboxConfig};
 use crate::imap::Connection;
@@ -63,6 +63,12 @@ pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed>
         folder: mailbox.automated_folder.clone(),
         role: Role::Automated,
     });
+    if let Some(sent) = &mailbox.sent_folder {
+        out.push(Managed {
+            folder: sent.clone(),
+            role: Role::Sent,
+        });
+    }
     out
 }
 
@@ -96,6 +102,7 @@ impl Watcher<'_> {
             if next <= from {
                 continue;
             }
+            debug!(mailbox = %self.mailbox.name, folder = %managed.folder, from, next, "new arrivals in a managed folder");
             conn.select(&managed.folder).await?;
             examined += self.arrivals(conn, &managed, from).await?;
             let sync = FolderSync {
@@ -290,6 +297,7 @@ impl Watcher<'_> {
             .cloned()
             .collect();
         let Some(conv) = self.store.conversation_for(&self.mailbox.name, &related)? else {
+            debug!(mailbox = %self.mailbox.name, "a sent message answers no known conversation");
             return Ok(());
         };
         let at = arrived.unwrap_or(self.now);

@@ -270,6 +270,10 @@ impl Worker {
                 conn.noop().await?;
             }
             if polled.elapsed() >= folder_poll {
+                // New inbox mail first: a reply found in the sent folder, or a message dragged
+                // into a folder, can only be matched to a conversation that already exists.
+                let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+                self.catch_up(&mut conn, &info, from).await?;
                 self.watcher().poll(&mut conn).await?;
                 self.give_out_waiting(&mut conn, &info).await?;
                 polled = Instant::now();

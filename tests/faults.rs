@@ -458,6 +458,8 @@ async fn a_dovecot_restart_is_a_reconnect_and_work_goes_on() {
         mailbox_extra: "",
         agents: &AGENTS,
         agent_extra: "",
+        daemon_extra: "",
+        team_extra: "",
         extra: "",
     });
     std::fs::write(&config, text).unwrap();

@@ -55,6 +55,27 @@ impl Site {
         self.write_config_with("", &AGENTS, extra);
     }
 
+    /// Writes the config with extra keys for `[daemon]`, the mailbox and the team, and extra
+    /// TOML appended.
+    pub fn write_config_sections(&self, daemon: &str, mailbox: &str, team: &str, extra: &str) {
+        let port = self.port_override.unwrap_or(self.dovecot.port());
+        let text = config_text(&ConfigParts {
+            state_dir: &self.state_dir(),
+            port,
+            user: &self.user,
+            password_file: &self.password_file(),
+            server_extra: "command_timeout_secs = 10\n",
+            mailbox_extra: mailbox,
+            agents: &AGENTS,
+            agent_extra: "",
+            daemon_extra: daemon,
+            team_extra: team,
+            extra,
+        });
+        std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
+        std::fs::write(self.config_path(), text).expect("config file");
+    }
+
     /// Writes the config with `agent_extra` keys added to every `[[agent]]`.
     pub fn write_config_agents(&self, agent_extra: &str) {
         let port = self.port_override.unwrap_or(self.dovecot.port());
@@ -67,6 +88,8 @@ impl Site {
             mailbox_extra: "",
             agents: &AGENTS,
             agent_extra,
+            daemon_extra: "",
+            team_extra: "",
             extra: "",
         });
         std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
@@ -113,6 +136,8 @@ impl Site {
             mailbox_extra,
             agents,
             agent_extra: "",
+            daemon_extra: "",
+            team_extra: "",
             extra,
         });
         std::fs::write(self.password_file(), self.dovecot.password()).expect("password file");
@@ -233,6 +258,9 @@ pub struct ConfigParts<'a> {
     pub agents: &'a [(&'a str, &'a str)],
     /// Keys added to every `[[agent]]`.
     pub agent_extra: &'a str,
+    /// Keys added to `[daemon]` and to the `support` team.
+    pub daemon_extra: &'a str,
+    pub team_extra: &'a str,
     pub extra: &'a str,
 }
 
@@ -240,14 +268,16 @@ pub struct ConfigParts<'a> {
 /// `support`, the given agents, fast folder polling and reconciliation.
 pub fn config_text(parts: &ConfigParts<'_>) -> String {
     let mut text = format!(
-        "[daemon]\nstate_dir = \"{state}\"\n\n\
+        "[daemon]\nstate_dir = \"{state}\"\n{daemon_extra}\n\
          [[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          security = \"plain\"\n{server_extra}\n\
          [[mailbox]]\nname = \"support\"\nserver = \"dovecot\"\nlogin = \"{user}\"\n\
          password_file = \"{pw}\"\nteam = \"support\"\npoll_secs = 5\n\
          folder_poll_secs = 1\nreconcile_secs = 2\n{mailbox_extra}\n\
-         [[team]]\nname = \"support\"\nagents = [\"alice\", \"bob\", \"zoe\"]\n",
+         [[team]]\nname = \"support\"\nagents = [\"alice\", \"bob\", \"zoe\"]\n{team_extra}\n",
         state = parts.state_dir.display(),
+        daemon_extra = parts.daemon_extra,
+        team_extra = parts.team_extra,
         port = parts.port,
         user = parts.user,
         pw = parts.password_file.display(),
