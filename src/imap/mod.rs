@@ -257,19 +257,25 @@ impl Connection {
         Ok(limit.min(left))
     }
 
-    /// Adds the text of a `* BYE` waiting among the unsolicited responses to a failure.
+    /// Turns a `* BYE` the server sent during a command into an error naming its text.
+    /// async-imap sends an untagged BYE to the unsolicited channel and then reports either
+    /// "connection lost" or, for NOOP and the FETCH family, success at end of stream: the
+    /// reason (`AccessTokenExpired`) and even the failure would be lost. Other unsolicited
+    /// responses are discarded here, as everywhere (see [`Connection::drain_unsolicited`]).
     fn with_bye<T>(&self, result: Result<T>) -> Result<T> {
-        let Err(err) = result else {
-            return result;
-        };
         while let Ok(response) = self.session.unsolicited_responses.try_recv() {
-            if let async_imap::types::UnsolicitedResponse::Other(data) = response {
-                if let Some(text) = bye_text(data.parsed()) {
-                    return Err(err.context(format!("the server said BYE {text}")));
-                }
+            let async_imap::types::UnsolicitedResponse::Other(data) = response else {
+                continue;
+            };
+            if let Some(text) = bye_text(data.parsed()) {
+                let bye = format!("the server closed the connection: BYE {text}");
+                return Err(match result {
+                    Err(err) => err.context(bye),
+                    Ok(_) => anyhow!(bye),
+                });
             }
         }
-        Err(err)
+        result
     }
 
     async fn read_capabilities(&mut self) -> Result<()> {

@@ -82,10 +82,11 @@ fn explain(err: &std::io::Error, host: &str) -> String {
         return err.to_string();
     };
     match tls {
-        rustls::Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => format!(
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => {
             "the certificate is issued by an unknown CA; set ca_file to that CA's PEM file, or \
              pin_sha256 to the certificate's pin for a self-signed server"
-        ),
+                .into()
+        }
         rustls::Error::InvalidCertificate(Cert::NotValidForNameContext { presented, .. }) => {
             format!(
                 "the certificate is for {}, not {host}; set host to one of those names",
