@@ -350,15 +350,21 @@ fn launch(binary: &Path, dir: &Path, port: u16) -> Result<Child> {
 
 /// Polls until an IMAP greeting can be read on `port`, or the master exits.
 fn wait_ready(child: &mut Child, port: u16) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+    wait_greeting(child, port, READY_TIMEOUT)
+}
+
+/// Polls until an IMAP greeting can be read on `port`, or the server process `child` exits;
+/// shared with the Cyrus harness.
+pub(crate) fn wait_greeting(child: &mut Child, port: u16, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait().context("cannot poll the dovecot master")? {
-            bail!("dovecot exited ({status}) before greeting on port {port}");
+        if let Some(status) = child.try_wait().context("cannot poll the server process")? {
+            bail!("the server exited ({status}) before greeting on port {port}");
         }
         match read_greeting(port) {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                bail!("no IMAP greeting on port {port} within {READY_TIMEOUT:?}: {e:#}")
+                bail!("no IMAP greeting on port {port} within {limit:?}: {e:#}")
             }
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }

@@ -2,6 +2,7 @@
 //!
 //! - [`dovecot`]: a throwaway Dovecot on 127.0.0.1, in a standard and an Exchange-like
 //!   [`Flavor`], shared per test binary or owned by one test.
+//! - [`cyrus`]: [`Cyrus`], a throwaway Cyrus IMAP 3.6, the second real server.
 //! - [`client`]: [`ImapClient`], a plain IMAP user that puts mail in and looks at the result.
 //! - [`daemon`]: [`Daemon`], the postroom binary as a child process with captured output.
 //! - [`smtp`]: [`SmtpListener`], a real SMTP server (aiosmtpd) that stores what it accepts and
@@ -17,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod cyrus;
 pub mod daemon;
 pub mod dovecot;
 mod process;
@@ -28,6 +30,7 @@ pub mod wait;
 /// The IMAP library the client is built on, re-exported so tests name the same version.
 pub use async_imap;
 pub use client::ImapClient;
+pub use cyrus::Cyrus;
 pub use daemon::Daemon;
 pub use dovecot::{Dovecot, Flavor, Options};
 pub use proxy::{FaultProxy, Hold};
