@@ -116,6 +116,20 @@ pub struct ServerConfig {
     /// IDLEs, so the default stays well under its 30-minute limit.
     #[serde(default = "default_idle_secs")]
     pub idle_secs: u64,
+    /// SHA-256 pins (base64 or hex) of the server's certificate or of its public key (SPKI),
+    /// for a self-signed on-premises Exchange. With a pin set, the chain and name are not
+    /// checked, but the certificate must match one pin.
+    #[serde(default)]
+    pub pin_sha256: Vec<String>,
+    /// How many connections the mailboxes sharing one authenticating account may hold at once
+    /// (see [`crate::imap::budget`]). Exchange allows 16 per user by default; the default leaves
+    /// room for the people and tools that use the same account.
+    #[serde(default = "default_max_connections")]
+    pub max_connections_per_login: usize,
+}
+
+fn default_max_connections() -> usize {
+    12
 }
 
 fn default_security() -> Security {
@@ -170,6 +184,16 @@ pub struct MailboxConfig {
     pub password_env: Option<String>,
     /// A systemd credential name (read from `$CREDENTIALS_DIRECTORY`).
     pub password_credential: Option<String>,
+    /// How to authenticate: `login` (default; Exchange's delegated forms need it), `plain`
+    /// (AUTHENTICATE PLAIN) or `xoauth2` (with `token_command`).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// For `auth = "xoauth2"`: a command (program and arguments, no shell) printing an access
+    /// token, bare or as JSON with `access_token` and `expires_in` (see [`crate::oauth`]).
+    pub token_command: Option<Vec<String>>,
+    /// For `auth = "xoauth2"`: the shared mailbox's address, sent as `user=`; `login` (the
+    /// account the token belongs to) when unset.
+    pub oauth_user: Option<String>,
     /// The folder new mail arrives in.
     #[serde(default = "default_inbox")]
     pub inbox: String,
@@ -252,7 +276,25 @@ fn default_poll_secs() -> u64 {
     60
 }
 
+/// How a mailbox logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// IMAP LOGIN, the login string passed through unchanged.
+    #[default]
+    Login,
+    /// AUTHENTICATE PLAIN.
+    Plain,
+    /// AUTHENTICATE XOAUTH2 with a token from `token_command`.
+    Xoauth2,
+}
+
 impl MailboxConfig {
+    /// True unless the mailbox logs in with a token: only then is no password needed.
+    pub fn uses_password(&self) -> bool {
+        self.auth != AuthMethod::Xoauth2
+    }
+
     /// Where the password comes from.
     pub fn password_source(&self) -> Option<SecretSource> {
         SecretSource::pick(

@@ -169,6 +169,11 @@ fn unknown_key_hint(key: &str) -> String {
         "password_file",
         "password_env",
         "password_credential",
+        "auth",
+        "token_command",
+        "oauth_user",
+        "pin_sha256",
+        "max_connections_per_login",
         "inbox",
         "assigned_root",
         "team",
@@ -342,6 +347,22 @@ fn check_servers(config: &Config, report: &mut Report<'_>) {
                 );
             }
         }
+        if server.max_connections_per_login == 0 {
+            report.add(
+                format!("server[{i}].max_connections_per_login"),
+                "no connection allowed",
+                "at least 1; Exchange allows 16 per account by default",
+            );
+        }
+        for pin in &server.pin_sha256 {
+            if let Err(err) = crate::imap::pin::parse_pin(pin) {
+                report.add(
+                    format!("server[{i}].pin_sha256"),
+                    err.to_string(),
+                    "the SHA-256 of the certificate's public key, base64 or hex (see docs)",
+                );
+            }
+        }
         if server.command_timeout_secs == 0 || server.idle_secs < 30 {
             report.add(
                 format!("server[{i}].idle_secs"),
@@ -394,6 +415,10 @@ fn check_mailboxes(config: &Config, report: &mut Report<'_>) {
             );
         }
         check_password(i, mailbox, report);
+        for problem in crate::imap::auth::check(mailbox) {
+            let key = format!("mailbox[{i}].{}", problem.key);
+            report.add(key, problem.message, problem.hint);
+        }
         check_folder_name(
             &format!("mailbox[{i}].assigned_root"),
             &mailbox.assigned_root,
@@ -417,6 +442,8 @@ fn check_password(i: usize, mailbox: &crate::config::MailboxConfig, report: &mut
         mailbox.password_credential.is_some(),
     ];
     match set.iter().filter(|s| **s).count() {
+        // A token login needs no password; `imap::auth::check` wants its token_command.
+        0 if !mailbox.uses_password() => {}
         0 => report.add(
             format!("mailbox[{i}].login"),
             "no password is configured",

@@ -26,7 +26,8 @@
 //!   compliance) from the history; [`http`] serves it as a dashboard beside [`metrics`] and a
 //!   health check.
 //!
-//! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log.
+//! [`clock`] is the one source of "now", and [`secret`] keeps credentials out of every log;
+//! [`oauth`] runs `token_command` for XOAUTH2 logins and caches its tokens until near expiry.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +50,7 @@ pub mod intake;
 pub mod message;
 pub mod metrics;
 pub mod notify;
+pub mod oauth;
 pub mod outlook;
 pub mod report;
 pub mod rules;

@@ -209,7 +209,8 @@ impl Worker {
 
     /// One connection's life: set up, catch up, then IDLE until stopped or broken.
     async fn session(&mut self) -> Result<()> {
-        let mut conn = Connection::open(&self.server, &self.mailbox.login, &self.password).await?;
+        let mut conn =
+            Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
         self.follow_renames(&mut conn).await?;
         let created = conn.ensure_folders(&self.folders()).await?;
         for folder in &created {
@@ -342,7 +343,8 @@ impl Worker {
     /// host): every message in an agent's folder is that agent's, every one in Done is closed.
     /// Nothing in the mailbox is moved. Returns how many messages were examined.
     pub async fn rebuild(&self) -> Result<usize> {
-        let mut conn = Connection::open(&self.server, &self.mailbox.login, &self.password).await?;
+        let mut conn =
+            Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
         self.follow_renames(&mut conn).await?;
         conn.ensure_folders(&self.folders()).await?;
         conn.select(&self.mailbox.inbox).await?;

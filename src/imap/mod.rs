@@ -5,13 +5,22 @@
 //! checks after login (Exchange Online may only show MOVE then), MOVE with a COPY / `\Deleted` /
 //! UID EXPUNGE fallback, folder names in modified UTF-7, and bounded `BODY.PEEK` fetches that
 //! never set `\Seen`. Decisions come from elsewhere; this module only applies them.
+//!
+//! Opening a connection first takes a place in the account's connection budget ([`budget`]),
+//! then logs in as the mailbox says ([`auth`]: LOGIN, PLAIN or XOAUTH2). A connection opened
+//! with a token knows when to re-authenticate ([`Connection::expires_at`]); a server that ends
+//! a session with `* BYE`, on any command, has its reason in the error, so the worker can tell
+//! an expired token ([`auth::is_token_expired`]) from an outage.
 
+pub mod auth;
+pub mod budget;
 pub mod mutf7;
+pub mod pin;
 pub mod tls;
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_imap::extensions::idle::IdleResponse;
@@ -23,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{Security, ServerConfig};
+use crate::config::{MailboxConfig, Security, ServerConfig};
 use crate::secret::Secret;
 
 /// A socket, with or without TLS.
@@ -128,6 +137,20 @@ pub struct Connection {
     pub caps: Capabilities,
     timeout: Duration,
     delimiter: String,
+    /// When a token login must be renewed; None for passwords.
+    expires_at: Option<Instant>,
+    /// The place in the account's budget, freed when the connection is dropped.
+    permit: budget::Permit,
+}
+
+/// Runs a command on the connection's session with the command time-out; when it fails, a
+/// `* BYE` the server sent first is added to the error, since async-imap only reports
+/// "connection lost" and the reason (`AccessTokenExpired`) matters.
+macro_rules! command {
+    ($self:ident, $what:expr, $fut:expr $(,)?) => {{
+        let result = timed($self.timeout, $what, $fut).await;
+        $self.with_bye(result)
+    }};
 }
 
 impl std::fmt::Debug for Connection {
@@ -160,6 +183,29 @@ impl Connection {
     /// Connects, secures the channel as configured, and logs in with LOGIN. The login string is
     /// passed through unchanged, so Exchange's delegated forms work.
     pub async fn open(server: &ServerConfig, login: &str, password: &Secret) -> Result<Connection> {
+        let permit = budget::acquire(server, login).await?;
+        let credentials = auth::Credentials::Login(login, password);
+        Self::establish(server, permit, &credentials).await
+    }
+
+    /// Connects and logs in as `mailbox` says (`auth`: LOGIN, PLAIN or XOAUTH2). `password` is
+    /// not used for XOAUTH2, whose token comes from `token_command` through [`crate::oauth`].
+    pub async fn open_mailbox(
+        server: &ServerConfig,
+        mailbox: &MailboxConfig,
+        password: &Secret,
+    ) -> Result<Connection> {
+        // The budget is the token owner's (login), not the shared mailbox's (oauth_user).
+        let permit = budget::acquire(server, &mailbox.login).await?;
+        let credentials = auth::credentials(mailbox, password).await?;
+        Self::establish(server, permit, &credentials).await
+    }
+
+    async fn establish(
+        server: &ServerConfig,
+        permit: budget::Permit,
+        credentials: &auth::Credentials<'_>,
+    ) -> Result<Connection> {
         let limit = server.command_timeout();
         let client = match tokio::time::timeout(limit, connect(server)).await {
             Ok(client) => client?,
@@ -169,31 +215,71 @@ impl Connection {
                 limit.as_secs()
             ),
         };
-        let session =
-            match tokio::time::timeout(limit, client.login(login, password.expose())).await {
-                Err(_) => bail!(
-                    "LOGIN: the server did not answer within {}s",
-                    limit.as_secs()
-                ),
-                // The error carries only the server's reply text, never our arguments.
-                Ok(Err((err, _client))) => {
-                    return Err(anyhow!(err).context(format!("LOGIN as {login} refused")))
-                }
-                Ok(Ok(session)) => session,
-            };
+        let login = auth::log_in(client, credentials, permit.budget());
+        let session = match tokio::time::timeout(limit, login).await {
+            Err(_) => bail!(
+                "{}: the server did not answer within {}s",
+                credentials.mechanism(),
+                limit.as_secs()
+            ),
+            Ok(result) => result?,
+        };
         let mut connection = Connection {
             session,
             caps: Capabilities::default(),
             timeout: limit,
             delimiter: "/".into(),
+            expires_at: credentials.expires_at(),
+            permit,
         };
         connection.read_capabilities().await?;
         connection.read_delimiter().await?;
         Ok(connection)
     }
 
+    /// When this connection must be replaced because its OAuth token is about to expire; None
+    /// for password logins. The worker reconnects at this instant (a new connection fetches a
+    /// fresh token); Exchange Online would otherwise end the session with
+    /// `* BYE Session invalidated - AccessTokenExpired`.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
+    /// `limit`, shortened to end at the renewal deadline; an error once that has passed.
+    fn renewal_bound(&self, limit: Duration) -> Result<Duration> {
+        let Some(deadline) = self.expires_at else {
+            return Ok(limit);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(anyhow!(auth::RenewalDue));
+        }
+        Ok(limit.min(left))
+    }
+
+    /// Turns a `* BYE` the server sent during a command into an error naming its text.
+    /// async-imap sends an untagged BYE to the unsolicited channel and then reports either
+    /// "connection lost" or, for NOOP and the FETCH family, success at end of stream: the
+    /// reason (`AccessTokenExpired`) and even the failure would be lost. Other unsolicited
+    /// responses are discarded here, as everywhere (see [`Connection::drain_unsolicited`]).
+    fn with_bye<T>(&self, result: Result<T>) -> Result<T> {
+        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            let async_imap::types::UnsolicitedResponse::Other(data) = response else {
+                continue;
+            };
+            if let Some(text) = bye_text(data.parsed()) {
+                let bye = format!("the server closed the connection: BYE {text}");
+                return Err(match result {
+                    Err(err) => err.context(bye),
+                    Ok(_) => anyhow!(bye),
+                });
+            }
+        }
+        result
+    }
+
     async fn read_capabilities(&mut self) -> Result<()> {
-        let caps = timed(self.timeout, "CAPABILITY", self.session.capabilities()).await?;
+        let caps = command!(self, "CAPABILITY", self.session.capabilities())?;
         self.caps = Capabilities {
             moves: caps.has_str("MOVE"),
             uidplus: caps.has_str("UIDPLUS"),
@@ -203,14 +289,13 @@ impl Connection {
     }
 
     async fn read_delimiter(&mut self) -> Result<()> {
-        let names = timed(self.timeout, "LIST \"\" \"\"", async {
+        let names = command!(self, "LIST \"\" \"\"", async {
             self.session
                 .list(Some(""), Some(""))
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
-        })
-        .await?;
+        })?;
         if let Some(delimiter) = names.first().and_then(|n| n.delimiter()) {
             self.delimiter = delimiter.to_string();
         }
@@ -238,12 +323,7 @@ impl Connection {
                 if existing.contains(&wire) || created.contains(&path) {
                     continue;
                 }
-                timed(
-                    self.timeout,
-                    &format!("CREATE {path}"),
-                    self.session.create(&wire),
-                )
-                .await?;
+                command!(self, &format!("CREATE {path}"), self.session.create(&wire),)?;
                 created.push(path);
             }
         }
@@ -252,7 +332,7 @@ impl Connection {
 
     /// The wire names of every folder.
     pub async fn folder_names(&mut self) -> Result<Vec<String>> {
-        timed(self.timeout, "LIST", async {
+        command!(self, "LIST", async {
             let names = self
                 .session
                 .list(Some(""), Some("*"))
@@ -261,25 +341,23 @@ impl Connection {
                 .await?;
             Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_string()).collect())
         })
-        .await
     }
 
     /// Renames a folder (decoded names); its messages go with it.
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<()> {
         let (old, new) = (self.wire_name(from), self.wire_name(to));
         let what = format!("RENAME {from} to {to}");
-        timed(self.timeout, &what, self.session.rename(&old, &new)).await
+        command!(self, &what, self.session.rename(&old, &new))
     }
 
     /// Selects a folder read-write.
     pub async fn select(&mut self, folder: &str) -> Result<FolderInfo> {
         let wire = self.wire_name(folder);
-        let mailbox = timed(
-            self.timeout,
+        let mailbox = command!(
+            self,
             &format!("SELECT {folder}"),
             self.session.select(&wire),
-        )
-        .await?;
+        )?;
         Ok(FolderInfo {
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             uid_next: mailbox.uid_next,
@@ -294,14 +372,13 @@ impl Connection {
     /// UIDs in the selected folder at or above `from`, ascending.
     pub async fn uids_from(&mut self, from: u32) -> Result<Vec<u32>> {
         let query = format!("{}:*", from.max(1));
-        let fetches = timed(self.timeout, "UID FETCH (UID)", async {
+        let fetches = command!(self, "UID FETCH (UID)", async {
             self.session
                 .uid_fetch(&query, "(UID)")
                 .await?
                 .try_collect::<Vec<Fetch>>()
                 .await
-        })
-        .await?;
+        })?;
         // `n:*` always includes the highest UID, even when it is below n (RFC 3501 6.4.8).
         let mut uids: Vec<u32> = fetches
             .iter()
@@ -319,14 +396,13 @@ impl Connection {
         let query = format!(
             "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{body_cap}>)"
         );
-        let fetches = timed(self.timeout, "UID FETCH (BODY.PEEK)", async {
+        let fetches = command!(self, "UID FETCH (BODY.PEEK)", async {
             self.session
                 .uid_fetch(&set, &query)
                 .await?
                 .try_collect::<Vec<Fetch>>()
                 .await
-        })
-        .await?;
+        })?;
         let mut out: Vec<Fetched> = fetches.iter().filter_map(fetched).collect();
         out.sort_by_key(|f| f.uid);
         Ok(out)
@@ -335,14 +411,13 @@ impl Connection {
     /// Adds a keyword to messages; only call where [`FolderInfo::keywords`] is true.
     pub async fn add_keyword(&mut self, uids: &[u32], keyword: &str) -> Result<()> {
         let set = uid_set(uids);
-        timed(self.timeout, "UID STORE +FLAGS", async {
+        command!(self, "UID STORE +FLAGS", async {
             self.session
                 .uid_store(&set, format!("+FLAGS.SILENT ({keyword})"))
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
-        })
-        .await?;
+        })?;
         Ok(())
     }
 
@@ -352,36 +427,32 @@ impl Connection {
         let set = uid_set(uids);
         let wire = self.wire_name(folder);
         if self.caps.moves {
-            return timed(
-                self.timeout,
+            return command!(
+                self,
                 &format!("UID MOVE to {folder}"),
                 self.session.uid_mv(&set, &wire),
-            )
-            .await;
+            );
         }
-        timed(
-            self.timeout,
+        command!(
+            self,
             &format!("UID COPY to {folder}"),
             self.session.uid_copy(&set, &wire),
-        )
-        .await?;
-        timed(self.timeout, "UID STORE +FLAGS (\\Deleted)", async {
+        )?;
+        command!(self, "UID STORE +FLAGS (\\Deleted)", async {
             self.session
                 .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
-        })
-        .await?;
+        })?;
         if self.caps.uidplus {
-            timed(self.timeout, "UID EXPUNGE", async {
+            command!(self, "UID EXPUNGE", async {
                 self.session
                     .uid_expunge(&set)
                     .await?
                     .try_collect::<Vec<_>>()
                     .await
-            })
-            .await?;
+            })?;
         } else {
             // Without UIDPLUS a plain EXPUNGE would also remove messages someone else marked
             // \Deleted; leaving ours marked is the lesser harm, and Outlook hides them.
@@ -398,7 +469,7 @@ impl Connection {
         let wire = self.wire_name(folder);
         let what = format!("STATUS {folder}");
         let query = "(UIDNEXT UIDVALIDITY MESSAGES)";
-        let mailbox = timed(self.timeout, &what, self.session.status(&wire, query)).await?;
+        let mailbox = command!(self, &what, self.session.status(&wire, query))?;
         Ok(FolderInfo {
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             uid_next: mailbox.uid_next,
@@ -411,14 +482,13 @@ impl Connection {
     /// reconciliation compares with the store.
     pub async fn message_ids(&mut self) -> Result<Vec<(u32, Option<String>)>> {
         let query = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
-        let fetches = timed(self.timeout, "UID FETCH (MESSAGE-ID)", async {
+        let fetches = command!(self, "UID FETCH (MESSAGE-ID)", async {
             self.session
                 .uid_fetch("1:*", query)
                 .await?
                 .try_collect::<Vec<Fetch>>()
                 .await
-        })
-        .await?;
+        })?;
         Ok(fetches
             .iter()
             .filter_map(|f| {
@@ -432,9 +502,11 @@ impl Connection {
             .collect())
     }
 
-    /// NOOP: a cheap way to hear pending news and prove the connection lives.
+    /// NOOP: a cheap way to hear pending news and prove the connection lives. Fails with
+    /// [`auth::RenewalDue`] once a token login is due for renewal.
     pub async fn noop(&mut self) -> Result<()> {
-        timed(self.timeout, "NOOP", self.session.noop()).await
+        self.renewal_bound(Duration::ZERO)?;
+        command!(self, "NOOP", self.session.noop())
     }
 
     /// Discards the unsolicited responses async-imap queued; we never rely on them, since the
@@ -445,16 +517,21 @@ impl Connection {
 
     /// IDLE until the server reports something, `limit` passes, or `stop` fires.
     /// A `* BYE` or a closed stream during IDLE is an error: a disconnect, never "no news".
+    /// A token login's IDLE also ends at [`Connection::expires_at`]; once that has passed,
+    /// IDLE fails with [`auth::RenewalDue`] so the session is replaced with a fresh login.
     pub async fn idle(
         self,
         limit: Duration,
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Connection, IdleEnd)> {
+        let limit = self.renewal_bound(limit)?;
         let Connection {
             session,
             caps,
             timeout,
             delimiter,
+            expires_at,
+            permit,
         } = self;
         let mut handle = session.idle();
         timed(timeout, "IDLE", handle.init()).await?;
@@ -472,12 +549,8 @@ impl Connection {
             None => IdleEnd::Interrupted,
             Some(Ok(IdleResponse::Timeout)) => IdleEnd::Timeout,
             Some(Ok(IdleResponse::NewData(data))) => {
-                if let imap_proto::Response::Data {
-                    status: imap_proto::Status::Bye,
-                    ..
-                } = data.parsed()
-                {
-                    bail!("the server closed the connection during IDLE (BYE)");
+                if let Some(text) = bye_text(data.parsed()) {
+                    bail!("the server closed the connection during IDLE: BYE {text}");
                 }
                 IdleEnd::NewData
             }
@@ -496,6 +569,8 @@ impl Connection {
                 caps,
                 timeout,
                 delimiter,
+                expires_at,
+                permit,
             },
             end,
         ))
@@ -549,6 +624,24 @@ async fn starttls(tcp: TcpStream, server: &ServerConfig) -> Result<Client<Stream
     };
     let tls = tls::wrap(tcp, &server.host, tls::client_config(server)?).await?;
     Ok(Client::new(Stream::Tls(Box::new(tls))))
+}
+
+/// The text of a `* BYE` response. A BYE saying the access token expired also empties the
+/// token cache: the token was revoked or shorter-lived than announced, and the next login
+/// must not reuse it.
+fn bye_text(response: &imap_proto::Response<'_>) -> Option<String> {
+    let imap_proto::Response::Data {
+        status: imap_proto::Status::Bye,
+        outcome,
+    } = response
+    else {
+        return None;
+    };
+    let text = outcome.information.as_deref().unwrap_or("").to_string();
+    if text.contains(auth::TOKEN_EXPIRED) {
+        crate::oauth::forget_all();
+    }
+    Some(text)
 }
 
 fn fetched(fetch: &Fetch) -> Option<Fetched> {

@@ -40,12 +40,23 @@ pub struct ImapClient {
 impl ImapClient {
     /// Connects to `dovecot` over plain TCP and logs in as `user` with the shared password.
     pub async fn connect(dovecot: &Dovecot, user: &str) -> Result<ImapClient> {
-        let what = format!("connect to {}:{} as {user}", dovecot.host(), dovecot.port());
-        bounded(&what, Self::login(dovecot, user)).await
+        let (host, port) = (dovecot.host(), dovecot.port());
+        Self::connect_to(host, port, user, dovecot.password()).await
     }
 
-    async fn login(dovecot: &Dovecot, user: &str) -> Result<ImapClient> {
-        let tcp = TcpStream::connect((dovecot.host(), dovecot.port())).await?;
+    /// Connects to any IMAP server on `host:port` (a [`crate::Cyrus`], say) over plain TCP.
+    pub async fn connect_to(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+    ) -> Result<ImapClient> {
+        let what = format!("connect to {host}:{port} as {user}");
+        bounded(&what, Self::login(host, port, user, password)).await
+    }
+
+    async fn login(host: &str, port: u16, user: &str, password: &str) -> Result<ImapClient> {
+        let tcp = TcpStream::connect((host, port)).await?;
         // Without TCP_NODELAY, literal-based commands (APPEND) stall on Nagle's algorithm
         // meeting delayed ACKs.
         tcp.set_nodelay(true)?;
@@ -55,7 +66,7 @@ impl ImapClient {
             .await?
             .ok_or_else(|| anyhow!("connection closed before the greeting"))?;
         let mut session = client
-            .login(user, dovecot.password())
+            .login(user, password)
             .await
             .map_err(|(e, _)| anyhow!(e).context("LOGIN refused"))?;
         let capabilities = session

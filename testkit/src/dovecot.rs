@@ -69,6 +69,31 @@ pub struct Dovecot {
     /// The master's pid, readable by the exit hook without taking the lock.
     pgid: AtomicU32,
     next_user: AtomicU32,
+    password: String,
+    tls_port: Option<u16>,
+}
+
+/// How to start an instance beyond its flavor; see [`Dovecot::start_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server shape.
+    pub flavor: Flavor,
+    /// Every user's password.
+    pub password: String,
+    /// Serve TLS with this certificate and key (PEM), `ssl = required`: an implicit-TLS
+    /// listener on [`Dovecot::tls_port`], and plaintext logins refused on the plain port.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Options {
+    /// The defaults of [`Dovecot::start`]: no TLS, [`Dovecot::PASSWORD`].
+    pub fn new(flavor: Flavor) -> Options {
+        Options {
+            flavor,
+            password: Dovecot::PASSWORD.to_string(),
+            tls: None,
+        }
+    }
 }
 
 static SHARED_STANDARD: OnceLock<Dovecot> = OnceLock::new();
@@ -83,15 +108,34 @@ impl Dovecot {
     /// Panics if Dovecot is not installed; returns an error with the end of Dovecot's log if
     /// it is installed but does not come up.
     pub fn start(flavor: Flavor) -> Result<Dovecot> {
+        Self::start_with(Options::new(flavor))
+    }
+
+    /// Starts a new instance with a password and TLS of the caller's choice.
+    pub fn start_with(options: Options) -> Result<Dovecot> {
+        let flavor = options.flavor;
         let binary = dovecot_binary();
         let dir = prepare_dir(flavor)?;
         let mut attempt = 1;
         loop {
             let port = free_port()?;
-            let conf = conf::render(dir.path(), flavor, port, Self::PASSWORD);
+            let mut conf = conf::render(dir.path(), flavor, port, &options.password);
+            let tls_port = match &options.tls {
+                Some((cert, key)) => {
+                    let tls_port = free_port()?;
+                    conf = conf::with_tls(&conf, cert, key, tls_port);
+                    Some(tls_port)
+                }
+                None => None,
+            };
             fs::write(conf_path(dir.path()), conf).context("cannot write dovecot.conf")?;
             match launch(&binary, dir.path(), port) {
-                Ok(child) => return Ok(Self::new(flavor, port, binary, dir, child)),
+                Ok(child) => {
+                    let mut dovecot = Self::new(flavor, port, binary, dir, child);
+                    dovecot.password = options.password;
+                    dovecot.tls_port = tls_port;
+                    return Ok(dovecot);
+                }
                 Err(e) if attempt < PORT_ATTEMPTS && port_was_taken(dir.path()) => {
                     eprintln!("testkit: port {port} was taken, trying another: {e:#}");
                     // The next attempt must not be judged by this attempt's log.
@@ -129,6 +173,8 @@ impl Dovecot {
             pgid: AtomicU32::new(child.id()),
             child: Mutex::new(child),
             next_user: AtomicU32::new(1),
+            password: Self::PASSWORD.to_string(),
+            tls_port: None,
         }
     }
 
@@ -147,9 +193,20 @@ impl Dovecot {
         self.port
     }
 
-    /// The password of every user: [`Dovecot::PASSWORD`].
-    pub fn password(&self) -> &'static str {
-        Self::PASSWORD
+    /// The password of every user: [`Dovecot::PASSWORD`] unless started with another.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The implicit-TLS (imaps) port, when started with TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// Dovecot's log so far, whole: successful logins appear as
+    /// `imap-login: Login: user=<...>, method=...`.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
     /// A user name no other caller of this instance has been given, such as
@@ -293,15 +350,21 @@ fn launch(binary: &Path, dir: &Path, port: u16) -> Result<Child> {
 
 /// Polls until an IMAP greeting can be read on `port`, or the master exits.
 fn wait_ready(child: &mut Child, port: u16) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+    wait_greeting(child, port, READY_TIMEOUT)
+}
+
+/// Polls until an IMAP greeting can be read on `port`, or the server process `child` exits;
+/// shared with the Cyrus harness.
+pub(crate) fn wait_greeting(child: &mut Child, port: u16, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait().context("cannot poll the dovecot master")? {
-            bail!("dovecot exited ({status}) before greeting on port {port}");
+        if let Some(status) = child.try_wait().context("cannot poll the server process")? {
+            bail!("the server exited ({status}) before greeting on port {port}");
         }
         match read_greeting(port) {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                bail!("no IMAP greeting on port {port} within {READY_TIMEOUT:?}: {e:#}")
+                bail!("no IMAP greeting on port {port} within {limit:?}: {e:#}")
             }
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }

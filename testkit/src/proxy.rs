@@ -21,6 +21,9 @@
 //! exchanges: a password never reaches it.
 
 mod frame;
+mod xoauth2;
+
+pub use xoauth2::Xoauth2Attempt;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +64,10 @@ struct Shared {
     cut: watch::Sender<u64>,
     stalled: watch::Sender<bool>,
     connections: AtomicUsize,
+    /// Connections open now, and the most ever open at once.
+    open: AtomicUsize,
+    peak: AtomicUsize,
+    xoauth2_seen: Mutex<Vec<Xoauth2Attempt>>,
     accepted: Mutex<Vec<Instant>>,
     log: Mutex<Vec<String>>,
 }
@@ -70,8 +77,8 @@ struct Shared {
 enum Action {
     /// Answer with `<tag> <line>`, then close the connection if `close`.
     Reply { line: String, close: bool },
-    /// Answer with an untagged [`EXCHANGE_BYE`] and close, leaving the tag unanswered.
-    Bye,
+    /// Answer with this untagged `* BYE` line and close, leaving the tag unanswered.
+    Bye(String),
     /// Forward only once the test releases it.
     Hold(Hold),
 }
@@ -91,6 +98,7 @@ struct Faults {
     strip: Vec<String>,
     no_data_uids: Vec<u32>,
     poison_uids: Vec<u32>,
+    xoauth2: Option<xoauth2::FakeXoauth2>,
 }
 
 /// A command held back by [`FaultProxy::hold_next`] until [`Hold::release`].
@@ -135,6 +143,9 @@ impl FaultProxy {
             cut: watch::Sender::new(0),
             stalled: watch::Sender::new(false),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            xoauth2_seen: Mutex::default(),
             accepted: Mutex::default(),
             log: Mutex::default(),
         });
@@ -206,6 +217,12 @@ impl FaultProxy {
         hold
     }
 
+    /// Answers the next command matching `command` with the untagged `line` (such as
+    /// `* BYE Session invalidated - AccessTokenExpired`) and closes the connection.
+    pub fn bye_next(&self, command: &str, line: &str) {
+        self.push_rule(command, Action::Bye(line.to_owned()));
+    }
+
     /// Answers the next IDLE with [`EXCHANGE_BYE`] instead of `+ idling`, and closes.
     pub fn bye_on_idle(&self) {
         self.faults().bye_on_idle = true;
@@ -241,6 +258,30 @@ impl FaultProxy {
     /// Answers the next `n` LOGINs with [`EXCHANGE_LOGIN_FAILED`].
     pub fn refuse_logins(&self, n: usize) {
         self.faults().refuse_logins = n;
+    }
+
+    /// From now on, answers `AUTHENTICATE XOAUTH2` itself (see the `xoauth2` module): a
+    /// token in `accepted` logs in upstream as the `user=` it names with `password`.
+    pub fn fake_xoauth2(&self, accepted: &[&str], password: &str) {
+        self.faults().xoauth2 = Some(xoauth2::FakeXoauth2 {
+            accepted: accepted.iter().map(|t| t.to_string()).collect(),
+            password: password.to_owned(),
+        });
+    }
+
+    /// Every XOAUTH2 attempt the fake answered, in order.
+    pub fn xoauth2_attempts(&self) -> Vec<Xoauth2Attempt> {
+        lock(&self.shared.xoauth2_seen).clone()
+    }
+
+    /// How many client connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// The most client connections ever open at the same time.
+    pub fn peak_connections(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
     }
 
     /// How many client connections were accepted so far.
@@ -303,8 +344,14 @@ async fn accept_loop(listener: StdListener, shared: Arc<Shared>, mut stop: watch
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
+                let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.peak.fetch_max(open, Ordering::SeqCst);
                 lock(&shared.accepted).push(Instant::now());
-                tokio::spawn(serve(client, Arc::clone(&shared)));
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    serve(client, &shared).await;
+                    shared.open.fetch_sub(1, Ordering::SeqCst);
+                });
             }
             _ = stop.wait_for(|s| *s) => return,
         }
@@ -322,7 +369,7 @@ struct Session {
 
 /// One client connection: forwards both ways until either side closes, a fault closes it, or
 /// [`FaultProxy::cut_all`] is called.
-async fn serve(client: TcpStream, shared: Arc<Shared>) {
+async fn serve(client: TcpStream, shared: &Shared) {
     let mut cut = shared.cut.subscribe();
     cut.mark_unchanged();
     let Ok(server) = TcpStream::connect(shared.upstream).await else {
@@ -334,8 +381,8 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
     let (server_read, server_write) = server.into_split();
     let client_write = Arc::new(AsyncMutex::new(client_write));
     let session = Arc::new(Mutex::new(Session::default()));
-    let up = commands(client_read, server_write, &client_write, &shared, &session);
-    let down = responses(server_read, &client_write, &shared, &session);
+    let up = commands(client_read, server_write, &client_write, shared, &session);
+    let down = responses(server_read, &client_write, shared, &session);
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -365,6 +412,14 @@ async fn commands(
             return;
         };
         if !continues {
+            if let Some(start) = xoauth2::starts(&line, shared) {
+                let answered =
+                    xoauth2::answer(start, &mut reader, &mut server, client_write, shared);
+                if answered.await.is_err() {
+                    return;
+                }
+                continue;
+            }
             if let Some(reply) = intercept(&line, shared, session).await {
                 let mut out = client_write.lock().await;
                 let _ = out.write_all(reply.text.as_bytes()).await;
@@ -430,8 +485,8 @@ async fn intercept(line: &[u8], shared: &Shared, session: &Mutex<Session>) -> Op
             }
             Some(Reply { text, close })
         }
-        Action::Bye => Some(Reply {
-            text: format!("{EXCHANGE_BYE}\r\n"),
+        Action::Bye(line) => Some(Reply {
+            text: format!("{line}\r\n"),
             close: true,
         }),
         Action::Hold(hold) => {
@@ -454,7 +509,7 @@ fn take_fault(command: &str, shared: &Shared) -> Option<Action> {
     }
     if verb.eq_ignore_ascii_case("IDLE") && faults.bye_on_idle {
         faults.bye_on_idle = false;
-        return Some(Action::Bye);
+        return Some(Action::Bye(EXCHANGE_BYE.to_owned()));
     }
     let index = faults
         .rules

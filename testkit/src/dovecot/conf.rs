@@ -40,6 +40,10 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 
+# Any character in user names: Exchange's delegated forms (`DOMAIN\user\shared`) contain a
+# backslash, which Dovecot refuses by default.
+auth_username_chars =
+
 # sdbox keeps per-message work fast on big folders; fsync buys nothing for throwaway mail.
 mail_location = sdbox:~/sdbox
 mail_fsync = never
@@ -71,6 +75,21 @@ service imap-login {{
         conf.push_str(&exchange_like(&dir.to_string()));
     }
     conf
+}
+
+/// `conf` changed to require TLS: the certificate and key, and an imaps listener on `port`.
+pub(crate) fn with_tls(conf: &str, cert: &Path, key: &Path, port: u16) -> String {
+    let ssl = format!(
+        "ssl = required\nssl_cert = <{}\nssl_key = <{}\n",
+        cert.display(),
+        key.display()
+    );
+    let imaps = format!("inet_listener imaps {{\n    port = {port}\n");
+    conf.replacen("ssl = no\n", &ssl, 1).replacen(
+        "inet_listener imaps {\n    port = 0\n",
+        &imaps,
+        1,
+    )
 }
 
 /// The settings that make Dovecot advertise and enforce what Exchange Online offers.
@@ -105,6 +124,15 @@ mod tests {
         assert!(conf.contains("args = password=pw"));
         assert!(!conf.contains("imap_capability"));
         assert!(!conf.contains("acl"));
+    }
+
+    #[test]
+    fn tls_config_requires_tls_and_listens_for_imaps() {
+        let conf = render(Path::new("/t"), Flavor::Standard, 1234, "pw");
+        let conf = with_tls(&conf, Path::new("/c.pem"), Path::new("/k.pem"), 4321);
+        assert!(conf.contains("ssl = required\nssl_cert = </c.pem\nssl_key = </k.pem\n"));
+        assert!(conf.contains("inet_listener imaps {\n    port = 4321\n"));
+        assert!(!conf.contains("ssl = no"));
     }
 
     #[test]
