@@ -229,11 +229,8 @@ impl Admin<'_> {
             .config
             .server(&mailbox.server)
             .context("unknown server")?;
-        let password = mailbox
-            .password_source()
-            .context("no password configured")?
-            .resolve()?;
-        let mut conn = Connection::open(server, &mailbox.login, &password).await?;
+        let password = crate::daemon::mailbox_password(mailbox)?;
+        let mut conn = Connection::open_mailbox(server, mailbox, &password).await?;
         conn.ensure_folders(&[target.to_string()]).await?;
         conn.select(folder).await?;
         let wanted = record.message_id.as_deref();

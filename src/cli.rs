@@ -319,7 +319,12 @@ fn open_store(dir: &Path) -> Result<Store> {
 fn init_logging(format: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // async-imap traces every command it writes, LOGIN and AUTHENTICATE arguments included;
+        // no level a user sets may let those through (field case BUG-29).
+        .add_directive("async_imap=off".parse().expect("a constant directive"))
+        .add_directive("imap_proto=off".parse().expect("a constant directive"))
+        .add_directive("lettre=warn".parse().expect("a constant directive"));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()

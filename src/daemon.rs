@@ -81,12 +81,7 @@ fn new_worker(
     stop: watch::Receiver<bool>,
 ) -> Result<Worker> {
     warn_inline_password(mailbox);
-    let source = mailbox
-        .password_source()
-        .context("no password configured")?;
-    let password = source
-        .resolve()
-        .with_context(|| format!("mailbox {}: cannot read its password", mailbox.name))?;
+    let password = mailbox_password(mailbox)?;
     let clock = Clock::System;
     Worker::new(
         config.clone(),
@@ -335,6 +330,19 @@ fn notify_ready(failed: &[String], pending: &[String]) {
 /// systemd wants the monotonic time with RELOADING=1 (Type=notify-reload); older ones ignore it.
 fn monotonic() -> NotifyState<'static> {
     NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Custom("MONOTONIC_USEC=0"))
+}
+
+/// The mailbox's password; XOAUTH2 mailboxes have none (their token comes from a command).
+pub fn mailbox_password(mailbox: &MailboxConfig) -> Result<crate::secret::Secret> {
+    if !mailbox.uses_password() {
+        return Ok(crate::secret::Secret::new(""));
+    }
+    let source = mailbox
+        .password_source()
+        .context("no password configured")?;
+    source
+        .resolve()
+        .with_context(|| format!("mailbox {}: cannot read its password", mailbox.name))
 }
 
 fn warn_inline_password(mailbox: &MailboxConfig) {

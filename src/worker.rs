@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::calendar::Calendar;
 use crate::clock::Clock;
 use crate::config::{Config, MailboxConfig, ServerConfig};
-use crate::imap::{Connection, FolderInfo, IdleEnd};
+use crate::imap::{auth, Connection, FolderInfo, IdleEnd};
 use crate::intake::{Intake, Placement};
 use crate::message::{self, ParseFailure};
 use crate::outlook::{self, Watcher};
@@ -182,6 +182,12 @@ impl Worker {
             }
             let wait = match &result {
                 Ok(()) => BACKOFF_START,
+                // A token about to expire, or expired: renew and reconnect at once. This is
+                // planned, not trouble, so it is neither a warning nor a reason to back off.
+                Err(err) if auth::is_renewal_due(err) || auth::is_token_expired(err) => {
+                    info!(mailbox = %self.mailbox.name, "renewing the OAuth2 token and reconnecting");
+                    Duration::ZERO
+                }
                 Err(err) => {
                     self.note_error(err);
                     let hinted = throttle_hint(err);

@@ -46,6 +46,8 @@ impl CyrusSite {
             mailbox_extra: "",
             agents: &AGENTS,
             agent_extra: "",
+            daemon_extra: "",
+            team_extra: "",
             extra: "",
         });
         std::fs::write(site.config_path(), text).expect("config file");
