@@ -308,10 +308,19 @@ fn open_store(dir: &Path) -> Result<Store> {
     })
 }
 
+/// async-imap traces every line it encodes and decodes, LOGIN arguments and fetched mail
+/// included, so it is held at debug whatever `RUST_LOG` says (field case BUG-29): postroom's own
+/// protocol trace masks what must not be logged.
+const QUIET_IMAP_TRACE: &str = "async_imap=debug";
+
 /// Logs go to stderr; `RUST_LOG` chooses the level (default `info`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match QUIET_IMAP_TRACE.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
