@@ -1,0 +1,32 @@
+//! Inputs the fuzz targets (`fuzz/`, run by `scripts/fuzz`) found to crash or to break an
+//! invariant, each replayed here through the same checks on every test run. The inputs live in
+//! `tests/data/fuzz/`, named after the function that failed; each test says what went wrong.
+
+use std::path::Path;
+
+fn input(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `notify::is_own_id` sliced the Message-ID's domain at a byte offset, which panicked when a
+/// multi-byte character straddled it (`<x@postroo€.example>`): any customer could have crashed
+/// the check for our own escalations with one Message-ID.
+#[test]
+fn a_message_id_with_a_multibyte_domain_is_not_ours_and_does_not_panic() {
+    let envelope = postroom::message::parse(&input("is_own_id-char-boundary.eml"), None)
+        .expect("the message parses");
+    let id = envelope.message_id.as_deref().expect("a Message-ID");
+    assert!(id.ends_with("@postroo€.example"), "{id}");
+    assert!(!postroom::notify::is_own_id(id));
+    assert!(!postroom::notify::is_own_mail(&envelope));
+    for id in ["a@€", "a@postroom€", "a@pöstroom.x", "a@postroom.€"] {
+        assert_eq!(
+            postroom::notify::is_own_id(id),
+            id == "a@postroom.€",
+            "{id}"
+        );
+    }
+}
