@@ -33,3 +33,20 @@ fn a_message_id_with_a_multibyte_domain_is_not_ours_and_does_not_panic() {
         );
     }
 }
+
+/// mail-parser 0.11.9 panics on this bounce ("Invalid part ID, could not find multipart.", in
+/// its `parsers/message.rs`): a `multipart/report` whose boundary is reused inside nested
+/// `message/rfc822` parts. Found by the `rules_eval` target. The panic is upstream; what postroom
+/// promises is that it stays contained: `message::parse` reports it so the worker quarantines
+/// this one message, and the process goes on.
+#[test]
+fn a_bounce_that_makes_mail_parser_panic_is_reported_not_fatal() {
+    let raw = input("mail-parser-invalid-part-id.eml");
+    assert_eq!(
+        postroom::message::parse(&raw, None),
+        Err(postroom::message::ParseFailure::ParserPanicked)
+    );
+    // The next message parses as usual: nothing was left poisoned.
+    let plain = b"From: a@b.example\r\nSubject: next\r\nMessage-ID: <n@b.example>\r\n\r\nx\r\n";
+    assert!(postroom::message::parse(plain, None).is_ok());
+}

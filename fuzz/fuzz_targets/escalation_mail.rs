@@ -92,7 +92,13 @@ fuzz_target!(|data: &[u8]| {
     let to: Vec<_> = message.to().into_iter().flat_map(|a| a.iter()).collect();
     assert_eq!(to.len(), 1);
     assert_eq!(to[0].address.as_deref(), Some(LEAD));
-    assert_eq!(message.subject(), Some(notify::subject(&notice).as_str()));
+    // A strict parser gives back our subject exactly, but for trailing white space, which it
+    // trims (an empty customer subject leaves ours ending in ": ").
+    let expected = notify::subject(&notice);
+    assert_eq!(
+        message.subject().map(str::trim_end),
+        Some(expected.trim_end())
+    );
     for part in &message.parts {
         if let PartType::Html(html) = &part.body {
             for tag in html_tags(html) {
