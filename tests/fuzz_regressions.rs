@@ -50,3 +50,46 @@ fn a_bounce_that_makes_mail_parser_panic_is_reported_not_fatal() {
     let plain = b"From: a@b.example\r\nSubject: next\r\nMessage-ID: <n@b.example>\r\n\r\nx\r\n";
     assert!(postroom::message::parse(plain, None).is_ok());
 }
+
+/// A customer subject holding the literal text of an encoded-word (`=?utf-8?B?UHJpbnRlcg==?=`)
+/// went into the escalation's ASCII subject unchanged, so the lead's client decoded it and
+/// showed "Printer" instead of what the customer wrote. Found by the `escalation_mail` target;
+/// the input is its subject, then NUL-separated sender, owner and mailbox.
+#[test]
+fn an_encoded_word_in_a_customer_subject_arrives_literally() {
+    use chrono::TimeZone;
+    let raw = input("escalation-encoded-word-subject.bin");
+    let text = String::from_utf8_lossy(&raw);
+    let subject = text.split('\0').next().unwrap_or_default().to_string();
+    assert!(subject.contains("=?utf-8?B?UHJpbnRlcg==?="), "{subject:?}");
+    let at = chrono::Utc.with_ymd_and_hms(2025, 3, 7, 14, 0, 0).unwrap();
+    let notice = postroom::notify::Notice {
+        kind: postroom::notify::NoticeKind::Breach { level: 0 },
+        clock: "first response".into(),
+        conversation: "c12".into(),
+        mailbox: "support".into(),
+        owner: None,
+        sender: None,
+        subject,
+        started: at,
+        age: chrono::Duration::minutes(5),
+        deadline: at,
+        timezone: chrono_tz::UTC,
+    };
+    let origin = postroom::notify::Origin {
+        address: "support@ourco.example.test".into(),
+        name: "Support".into(),
+    };
+    let to = ["lead@ourco.example.test".to_string()];
+    let mail =
+        postroom::notify::build(&notice, &origin, &to, "c12.1@postroom.x.test", at).expect("build");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&mail)
+        .expect("parse");
+    let shown = parsed.subject().expect("a subject").replace('\u{2060}', "");
+    assert!(
+        shown.contains("=?utf-8?B?UHJpbnRlcg==?="),
+        "decoded into {shown:?}"
+    );
+    assert!(!shown.contains("Printer"), "{shown:?}");
+}
