@@ -1,6 +1,6 @@
-//! The IMAP data postroom reads: server responses through imap-proto (as async-imap parses
-//! them), and the Message-ID header split postroom does on `BODY[HEADER.FIELDS (MESSAGE-ID)]`,
-//! whose result must be one line.
+//! The IMAP data postroom reads: server responses through imap-proto (`Response::parse`, as
+//! async-imap 0.12 parses them), and the Message-ID header split postroom does on
+//! `BODY[HEADER.FIELDS (MESSAGE-ID)]`, whose result must be one line.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     // A stream of responses, as they follow each other on one connection.
-    while let Ok((next, _response)) = imap_proto::parser::parse_response(rest) {
+    while let Ok((next, _response)) = imap_proto::Response::parse(rest) {
         if next.len() >= rest.len() {
             break;
         }
