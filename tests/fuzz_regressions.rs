@@ -93,3 +93,26 @@ fn an_encoded_word_in_a_customer_subject_arrives_literally() {
     );
     assert!(!shown.contains("Printer"), "{shown:?}");
 }
+
+/// imap-proto 0.17.0, which async-imap uses to read every server response, panics on a status
+/// response whose text starts with a non-ASCII byte right after the response code
+/// (`* OK [UIDVALIDITY 3]\xff…`): it slices the text one byte in, inside the character. Found
+/// by the `imap_response` target. Only the IMAP server (or whoever sits on a connection that is
+/// not TLS) can send it; the panic unwinds inside the mailbox's task rather than aborting, and
+/// this test fails once upstream fixes it, so the note can go.
+#[test]
+fn imap_proto_panics_on_text_right_after_a_response_code() {
+    let raw = input("imap-proto-resp-text-after-code.bin");
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"* OK")
+        .expect("the OK line");
+    let line = raw[start..].to_vec();
+    let outcome = std::panic::catch_unwind(|| {
+        let _ = imap_proto::Response::parse(&line);
+    });
+    assert!(
+        outcome.is_err(),
+        "imap-proto no longer panics: drop this note"
+    );
+}
