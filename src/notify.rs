@@ -119,6 +119,11 @@ pub fn subject(notice: &Notice) -> String {
         .chars()
         .take(SUBJECT_QUOTE_CHARS)
         .collect();
+    // Text shaped like an RFC 2047 encoded-word (`=?utf-8?B?…?=`) would go out as it is in an
+    // ASCII subject, and the lead's mail client would decode it into other words than the
+    // customer wrote. A word joiner after `=` keeps what is shown, and makes the subject
+    // non-ASCII, so it is sent encoded and the characters arrive literally (found by fuzzing).
+    let quoted = quoted.replace("=?", "=\u{2060}?");
     let what = match notice.kind {
         NoticeKind::Warning => format!("{} due soon", notice.clock),
         NoticeKind::Breach { level: 0 } => format!("{} overdue", notice.clock),
