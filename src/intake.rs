@@ -137,6 +137,9 @@ impl Intake<'_> {
             self.store
                 .set_waiting(name, arrived.unwrap_or(self.now), envelope)?;
         }
+        if !id.is_empty() {
+            self.apply_early_response(&id, &decision.thread_ids)?;
+        }
         let agent = decision.owner.as_deref().unwrap_or("-");
         info!(mailbox = %name, uid, conversation = %id, agent, "{}", decision.summary);
         Ok(decision.folder.clone().map(|folder| Placement {
@@ -145,6 +148,23 @@ impl Intake<'_> {
             folder,
             owner: decision.owner.clone(),
         }))
+    }
+
+    /// A reply to this message that reached the sent folder before the message was decided.
+    fn apply_early_response(&self, conversation: &str, ids: &[String]) -> Result<()> {
+        let Some(at) = self.store.take_pending_response(&self.mailbox.name, ids)? else {
+            return Ok(());
+        };
+        let event = Event {
+            at,
+            kind: EventKind::Responded,
+            mailbox: self.mailbox.name.clone(),
+            conversation: Some(conversation.to_string()),
+            identity: None,
+            agent: None,
+            detail: "response sent (found in the sent folder before this message)".into(),
+        };
+        self.store.record_response(conversation, at, event)
     }
 
     fn decision_event(&self, envelope: &Envelope, decision: &Decision) -> Event {

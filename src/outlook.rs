@@ -296,11 +296,13 @@ impl Watcher<'_> {
             .chain(envelope.in_reply_to.iter())
             .cloned()
             .collect();
-        let Some(conv) = self.store.conversation_for(&self.mailbox.name, &related)? else {
-            debug!(mailbox = %self.mailbox.name, "a sent message answers no known conversation");
-            return Ok(());
-        };
         let at = arrived.unwrap_or(self.now);
+        let Some(conv) = self.store.conversation_for(&self.mailbox.name, &related)? else {
+            // The reply can reach the sent folder before postroom decides on the message it
+            // answers; kept, it stops that conversation's clock the moment it is created.
+            debug!(mailbox = %self.mailbox.name, "a sent message answers no known conversation yet");
+            return self.store.pend_response(&self.mailbox.name, &related, at);
+        };
         // Learn the reply's own IDs (Exchange may rewrite them), so a customer's answer to it
         // finds the conversation even when it quotes only the reply.
         let ids: Vec<String> = envelope

@@ -307,6 +307,41 @@ impl Store {
         Ok(None)
     }
 
+    /// Remembers that the team answered `ids` at `at` before postroom decided on the message
+    /// answered (the reply reached the sent folder first).
+    pub fn pend_response(&self, mailbox: &str, ids: &[String], at: DateTime<Utc>) -> Result<()> {
+        for id in ids {
+            let key = pending_response_key(mailbox, id);
+            self.threads
+                .insert(key, &at.timestamp_millis().to_be_bytes())
+                .context("write pending response")?;
+        }
+        Ok(())
+    }
+
+    /// Takes the earliest pending response to any of `ids`, if there is one.
+    pub fn take_pending_response(
+        &self,
+        mailbox: &str,
+        ids: &[String],
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for id in ids {
+            let Some(bytes) = self.threads.remove(pending_response_key(mailbox, id))? else {
+                continue;
+            };
+            let millis = bytes
+                .as_ref()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some(at) = DateTime::<Utc>::from_timestamp_millis(millis) {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        Ok(earliest)
+    }
+
     /// Points more Message-IDs at a conversation, so replies quoting them find it.
     pub fn link_thread_ids(&self, mailbox: &str, conversation: &str, ids: &[String]) -> Result<()> {
         for id in ids {
@@ -916,6 +951,13 @@ fn subject_key(message: &MessageRecord) -> Option<Vec<u8>> {
     let from = message.from.as_deref()?;
     let subject = crate::message::normalized_subject(&message.subject);
     (!subject.is_empty()).then(|| subject_key_of(&message.mailbox, from, &subject))
+}
+
+fn pending_response_key(mailbox: &str, id: &str) -> Vec<u8> {
+    let mut key = pair(mailbox, "\u{0}response");
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 fn subject_key_of(mailbox: &str, from: &str, subject: &str) -> Vec<u8> {

@@ -170,7 +170,7 @@ impl Worker {
                 }
             }
             sessions += 1;
-            let result = self.session().await;
+            let result = self.contained_session().await;
             if let Err(err) = &result {
                 self.report_ready(Err(format!("{err:#}")));
             }
@@ -210,6 +210,27 @@ impl Worker {
         if let Ok(mut state) = self.store.sync_state(&self.mailbox.name) {
             state.last_error = Some(format!("{err:#}"));
             let _ = self.store.set_sync_state(&self.mailbox.name, &state);
+        }
+    }
+
+    /// A session whose panic costs only that session: imap-proto has panicked on odd bytes in
+    /// server text, and a panic must not end the mailbox's task for good. The store is only
+    /// ever changed in whole transactions, so nothing is left half-written.
+    async fn contained_session(&mut self) -> Result<()> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.session())
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                anyhow::bail!("the session panicked ({what}); reconnecting")
+            }
         }
     }
 

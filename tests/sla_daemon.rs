@@ -51,26 +51,29 @@ async fn breaches_are_mailed_once_and_a_sent_reply_stops_the_clock() {
     client.create("Sent Items").await.unwrap();
     let mut daemon = site.start();
     wait_watching(&daemon).await.unwrap();
-    client
-        .append(
-            "INBOX",
-            &mail("late@c.example.test", "Nobody answers", None),
-        )
-        .await
-        .unwrap();
-    client
-        .append(
-            "INBOX",
-            &mail("quick@c.example.test", "Answered fast", None),
-        )
-        .await
-        .unwrap();
+    let late = mail("late@c.example.test", "Nobody answers", None);
+    client.append("INBOX", &late).await.unwrap();
+    // The reply reaches the sent folder before the message it answers reaches the inbox.
     let reply = mail(
         "reply@example.test",
         "Re: Answered fast",
         Some("quick@c.example.test"),
     );
     client.append("Sent Items", &reply).await.unwrap();
+    wait_for(
+        "the early reply seen",
+        LIMIT,
+        Duration::from_millis(50),
+        async || {
+            Ok(daemon
+                .output()
+                .contains("answers no known conversation yet"))
+        },
+    )
+    .await
+    .unwrap();
+    let quick = mail("quick@c.example.test", "Answered fast", None);
+    client.append("INBOX", &quick).await.unwrap();
     wait_all_filed(&mut client, 2, LIMIT).await.unwrap();
 
     wait_for(
