@@ -1,17 +1,16 @@
 //! Handing one formatted message to the `[smtp]` server.
 //!
-//! Every send opens its own connection and closes it after QUIT. lettre's connection pool is
-//! deliberately not used (its `pool` feature is off): a pooled connection that the server closed
-//! while idle made the next send fail instead of reconnecting (BUG-26, lettre#743), and
-//! escalations are rare enough that a TLS handshake per mail costs nothing.
+//! Every send opens its own connection and closes it after QUIT. No connection is ever kept: a
+//! pooled connection that the server closed while idle made the next send fail instead of
+//! reconnecting (BUG-26, lettre#743), and escalations are rare enough that a TLS handshake per
+//! mail costs nothing.
 
 use std::time::Duration;
 
 use lettre::address::Envelope as SmtpEnvelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::process::Command;
 
 use crate::config::Security;
@@ -99,13 +98,70 @@ impl Mailer {
         })
     }
 
-    /// Sends `raw` from the configured address to `to`, on a new connection. Returns once the
-    /// server answered 250 to the end of DATA.
+    /// Sends `raw` from the configured address to `to`, on a new connection. Returns as soon as
+    /// the server answered 250 to the end of DATA: QUIT and the close happen afterwards, in the
+    /// background, so the caller records the mail as sent without waiting another round trip.
+    /// That keeps the one window SMTP cannot close (accepted by the server, not yet recorded)
+    /// as short as a store write: a crash inside it is the only way a lead gets a mail twice.
     pub async fn send(&self, to: &[String], raw: &[u8]) -> Result<(), SendError> {
         let envelope = self.envelope(to)?;
-        let transport = self.transport().await?;
-        let result = transport.send_raw(&envelope, raw).await;
-        result.map(|_| ()).map_err(classify)
+        let limit = self.config.timeout();
+        let mut conn = match tokio::time::timeout(limit * 3, self.open()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(SendError::Transient("no answer while connecting".into())),
+        };
+        match tokio::time::timeout(limit, conn.send(&envelope, raw)).await {
+            Ok(Ok(_)) => {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(limit, conn.quit()).await;
+                });
+                Ok(())
+            }
+            Ok(Err(err)) => {
+                tokio::spawn(async move { conn.abort().await });
+                Err(classify(err))
+            }
+            Err(_) => Err(SendError::Transient("no answer to DATA".into())),
+        }
+    }
+
+    /// Connects, secures and authenticates a fresh connection.
+    async fn open(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let config = &self.config;
+        let hello = ClientId::Domain(config.from_domain().to_string());
+        let tls = self.tls()?;
+        let wrapped = match &tls {
+            Tls::Wrapper(params) => Some(params.clone()),
+            _ => None,
+        };
+        let address = (config.host.as_str(), config.effective_port());
+        let timeout = Some(config.timeout());
+        let mut conn = AsyncSmtpConnection::connect_tokio1(address, timeout, &hello, wrapped, None)
+            .await
+            .map_err(classify)?;
+        if let Tls::Required(params) = tls {
+            if !conn.can_starttls() {
+                return Err(SendError::Transient("the server offers no STARTTLS".into()));
+            }
+            conn.starttls(params, &hello).await.map_err(classify)?;
+        }
+        match &self.credential {
+            Credential::None => {}
+            Credential::Password { login, secret } => {
+                let credentials = Credentials::new(login.clone(), secret.expose().to_string());
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                    .await
+                    .map_err(classify)?;
+            }
+            Credential::Token { login, command } => {
+                let token = run_token_command(command).await?;
+                let credentials = Credentials::new(login.clone(), token.expose().to_string());
+                conn.auth(&[Mechanism::Xoauth2], &credentials)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        Ok(conn)
     }
 
     fn envelope(&self, to: &[String]) -> Result<SmtpEnvelope, SendError> {
@@ -118,31 +174,6 @@ impl Mailer {
             .map_err(bad)?;
         SmtpEnvelope::new(Some(from), to)
             .map_err(|e| SendError::Permanent(format!("envelope: {e}")))
-    }
-
-    async fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
-        let config = &self.config;
-        let hello = ClientId::Domain(config.from_domain().to_string());
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.effective_port())
-            .timeout(Some(config.timeout()))
-            .hello_name(hello)
-            .tls(self.tls()?);
-        match &self.credential {
-            Credential::None => {}
-            Credential::Password { login, secret } => {
-                builder = builder
-                    .credentials(Credentials::new(login.clone(), secret.expose().to_string()))
-                    .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-            }
-            Credential::Token { login, command } => {
-                let token = run_token_command(command).await?;
-                builder = builder
-                    .credentials(Credentials::new(login.clone(), token.expose().to_string()))
-                    .authentication(vec![Mechanism::Xoauth2]);
-            }
-        }
-        Ok(builder.build())
     }
 
     /// TLS as configured, verified against the system roots plus `ca_file`.
