@@ -256,9 +256,9 @@ fn find_conversation(
 /// recurring subject ("Monthly report") starts fresh each time.
 const SUBJECT_WINDOW_DAYS: i64 = 14;
 
-/// The guarded fallback for replies whose client dropped In-Reply-To and References: the
-/// subject must carry a reply prefix, and sender, normalised subject and recency must all
-/// match. Alerts that repeat a subject without "Re:" (field case BUG-13) never merge, and
+/// The guarded fallback for replies whose client dropped In-Reply-To and References: only
+/// for a message with neither header, the subject must carry a reply prefix, and sender,
+/// normalised subject and recency must all match. Alerts that repeat a subject without "Re:" (field case BUG-13) never merge, and
 /// Outlook's Thread-Index is never used.
 fn subject_fallback(
     envelope: &Envelope,
@@ -267,6 +267,11 @@ fn subject_fallback(
     context: &Context,
     decision: &mut Decision,
 ) -> Result<Option<Conversation>> {
+    // Threading headers, even ones naming nothing known yet, are trusted over the subject: a
+    // reply that arrives before its parent is linked to it when the parent comes.
+    if !envelope.in_reply_to.is_empty() || !envelope.references.is_empty() {
+        return Ok(None);
+    }
     let Some(from) = &envelope.from else {
         return Ok(None);
     };
