@@ -632,22 +632,25 @@ impl Worker {
         Ok(())
     }
 
+    /// Records a moved group in one store transaction.
     fn filed(&self, group: &[Placement], folder: &str) -> Result<()> {
-        for p in group {
-            let detail = format!("filed in {folder}");
-            let event = self.event(
-                EventKind::Filed,
-                Some(p.identity.clone()),
-                p.owner.clone(),
-                detail,
-            );
-            let state = MessageState::Filed {
-                folder: folder.to_string(),
-            };
-            self.store
-                .mark_filed(&self.mailbox.name, &p.identity, state, event)?;
-        }
-        Ok(())
+        let filed: Vec<(String, MessageState, Event)> = group
+            .iter()
+            .map(|p| {
+                let detail = format!("filed in {folder}");
+                let event = self.event(
+                    EventKind::Filed,
+                    Some(p.identity.clone()),
+                    p.owner.clone(),
+                    detail,
+                );
+                let state = MessageState::Filed {
+                    folder: folder.to_string(),
+                };
+                (p.identity.clone(), state, event)
+            })
+            .collect();
+        self.store.mark_filed_many(&self.mailbox.name, &filed)
     }
 
     /// After a refused group move (Exchange: "Some of the requested messages no longer

@@ -296,6 +296,6 @@ async fn settle(world: &mut World, mail: &[Mail], deeds: &Deeds) {
     );
     verify::check_placement(&found, mail, deeds);
     verify::check_threads(&found, &corpus::thread_pairs(mail), deeds);
-    verify::check_escalations(&sent, &expected);
+    verify::check_escalations(&sent, &expected, KILLS);
     verify::check_store(world, &found, mail);
 }

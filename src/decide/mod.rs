@@ -340,11 +340,11 @@ fn thread_ids(envelope: &Envelope) -> Vec<String> {
         .collect()
 }
 
-/// IDs this message refers to, oldest first: References then In-Reply-To.
-///
-/// The message's own IDs come first, so they are looked up last: a reply that arrived before
-/// its parent (a sender's clock running behind, or delivery order) has already named the
-/// parent, and the parent then joins the conversation its reply started.
+/// IDs to look a message's conversation up by, in reverse order of trust, because the lookup
+/// tries the last first: In-Reply-To (the direct parent) is tried first, then References
+/// newest to oldest, and the message's own IDs last. Own IDs matter when a reply arrived
+/// before its parent (a sender's clock running behind, or delivery order): the reply has
+/// already named the parent, and the parent then joins the conversation its reply started.
 fn related_ids(envelope: &Envelope) -> Vec<String> {
     let mut ids: Vec<String> = envelope
         .message_id
@@ -352,12 +352,15 @@ fn related_ids(envelope: &Envelope) -> Vec<String> {
         .chain(&envelope.original_message_id)
         .cloned()
         .collect();
-    ids.extend(envelope.references.iter().cloned());
-    for id in &envelope.in_reply_to {
-        if !ids.contains(id) {
-            ids.push(id.clone());
-        }
-    }
+    let parents = &envelope.in_reply_to;
+    ids.extend(
+        envelope
+            .references
+            .iter()
+            .filter(|id| !parents.contains(id))
+            .cloned(),
+    );
+    ids.extend(parents.iter().cloned());
     ids
 }
 

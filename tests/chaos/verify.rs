@@ -237,17 +237,32 @@ pub fn breached(mail: &[Mail], deeds: &Deeds) -> Vec<usize> {
         .collect()
 }
 
-/// No escalation twice (by Message-ID, and by conversation and level), none missing.
-pub fn check_escalations(sent: &[Escalation], expected: &[usize]) {
+/// No escalation twice, none missing. Plain SMTP leaves one window postroom cannot close: the
+/// server accepted a mail (250) and the daemon died before recording it, or the 250 came after
+/// our time-out. The mail is then sent again with the same bytes and Message-ID, which
+/// Exchange's duplicate detection drops at delivery. So a repeat of the *same* Message-ID is
+/// allowed at most once per SIGKILL; two different mails for one conversation and level never.
+pub fn check_escalations(sent: &[Escalation], expected: &[usize], kills: usize) {
     let mut ids = HashSet::new();
     let dup_ids: Vec<_> = sent.iter().filter(|e| !ids.insert(&e.message_id)).collect();
     assert!(
-        dup_ids.is_empty(),
-        "escalation Message-IDs sent twice: {dup_ids:?}"
+        dup_ids.len() <= kills,
+        "escalation Message-IDs sent twice more often than the daemon was killed ({kills}): {dup_ids:?}"
     );
-    let mut keys = HashSet::new();
-    let dup_keys: Vec<_> = sent.iter().filter(|e| !keys.insert(&e.key)).collect();
-    assert!(dup_keys.is_empty(), "escalations sent twice: {dup_keys:?}");
+    if !dup_ids.is_empty() {
+        println!("same-Message-ID resends after kills: {dup_ids:?}");
+    }
+    let mut keys: HashMap<_, HashSet<&str>> = HashMap::new();
+    for e in sent {
+        keys.entry(&e.key)
+            .or_default()
+            .insert(e.message_id.as_str());
+    }
+    let two: Vec<_> = keys.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        two.is_empty(),
+        "different mails for one conversation and level: {two:?}"
+    );
     // The quoted subject is the conversation's first message, whose rule chose its SLA.
     let slow: Vec<_> = sent
         .iter()
