@@ -128,6 +128,8 @@ fn generate(state: &Path, n: usize) -> Result<Duration> {
             rotation: Some(("support".into(), agent.into())),
             sla: None,
             work: true,
+            tags: Vec::new(),
+            rules: Vec::new(),
             event: event(at, EventKind::Assigned, agent, &detail),
         })?;
         if i % 2 == 0 {

@@ -130,6 +130,12 @@ impl Intake<'_> {
             rotation: decision.rotation.clone(),
             sla: decision.sla_policy.clone(),
             work: decision.is_work(),
+            tags: decision.tags.clone(),
+            rules: decision
+                .matched_rules
+                .iter()
+                .map(|r| r.name.clone())
+                .collect(),
             event: self.decision_event(envelope, decision),
             message: record,
         })?;

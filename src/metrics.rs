@@ -7,9 +7,8 @@
 //! in [`LiveMetrics`], an `Arc`-shared set of counters the daemon hands to each worker as a
 //! [`MailboxMetrics`].
 //!
-//! TODO: outbox depth and escalations sent are not exported yet because the store has no outbox;
-//! add `postroom_outbox_depth` and `postroom_escalations_sent_total` per mailbox when the
-//! escalation sender lands its outbox tree.
+//! Escalation mail is counted from the store's outbox: `postroom_outbox_depth` (mails waiting
+//! to be sent), `postroom_escalations_sent` and `postroom_escalations_failed` per mailbox.
 
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::config::{Config, MailboxConfig};
 use crate::report::Clocks;
 use crate::sla::State;
-use crate::store::{ConversationState, Store, SyncState};
+use crate::store::{ConversationState, OutboxState, Store, SyncState};
 
 /// The content type of [`encode`]'s output (OpenMetrics text, which Prometheus reads natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -170,6 +169,9 @@ struct Snapshot {
     contact_age: Family<MailboxLabel, Gauge>,
     healthy: Family<MailboxLabel, Gauge>,
     sla: Family<SlaLabel, Gauge>,
+    outbox: Family<MailboxLabel, Gauge>,
+    sent: Family<MailboxLabel, Gauge>,
+    failed: Family<MailboxLabel, Gauge>,
 }
 
 /// Reads the store and renders every metric in OpenMetrics text.
@@ -184,6 +186,7 @@ pub fn encode(
     for mailbox in &config.mailboxes {
         snapshot.fill(config, clocks, store, mailbox, now)?;
     }
+    snapshot.fill_outbox(config, store)?;
     let mut registry = Registry::with_prefix("postroom");
     snapshot.register(&mut registry);
     registry.register(
@@ -271,7 +274,46 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Escalation mail per mailbox, by outbox state.
+    fn fill_outbox(&self, config: &Config, store: &Store) -> Result<()> {
+        for mailbox in &config.mailboxes {
+            let label = MailboxLabel {
+                mailbox: mailbox.name.clone(),
+            };
+            self.outbox.get_or_create(&label).set(0);
+            self.sent.get_or_create(&label).set(0);
+            self.failed.get_or_create(&label).set(0);
+        }
+        for mail in store.outbox()? {
+            let label = MailboxLabel {
+                mailbox: mail.mailbox.clone(),
+            };
+            let family = match mail.state {
+                OutboxState::Pending => &self.outbox,
+                OutboxState::Sent => &self.sent,
+                OutboxState::Failed { .. } => &self.failed,
+            };
+            family.get_or_create(&label).inc();
+        }
+        Ok(())
+    }
+
     fn register(self, registry: &mut Registry) {
+        registry.register(
+            "outbox_depth",
+            "Escalation mails waiting to be sent",
+            self.outbox,
+        );
+        registry.register(
+            "escalations_sent",
+            "Escalation mails the server accepted",
+            self.sent,
+        );
+        registry.register(
+            "escalations_failed",
+            "Escalation mails refused for good (see the log for why)",
+            self.failed,
+        );
         registry.register(
             "conversations",
             "Conversations by state",

@@ -277,6 +277,8 @@ impl Watcher<'_> {
             rotation: None,
             sla: None,
             work: true,
+            tags: Vec::new(),
+            rules: Vec::new(),
             message: record,
             event,
         })?;
@@ -380,6 +382,8 @@ impl Watcher<'_> {
             rotation: None,
             sla: None,
             work: true,
+            tags: Vec::new(),
+            rules: Vec::new(),
             message: record.clone(),
             event,
         })?;

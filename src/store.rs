@@ -113,6 +113,12 @@ pub struct Conversation {
     /// The SLA policy chosen for it, by name.
     #[serde(default)]
     pub sla: Option<String>,
+    /// Tags from the rules that matched its messages.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Names of the rules that matched its messages.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// What kind of thing happened.
@@ -215,6 +221,10 @@ pub struct Commit {
     /// True when the message is work (not automatic mail, not ignored): only work reopens a
     /// closed conversation or starts a wait for an answer.
     pub work: bool,
+    /// Tags the rules gave this message; added to the conversation's.
+    pub tags: Vec<String>,
+    /// Names of the rules that matched this message; added to the conversation's.
+    pub rules: Vec<String>,
     /// The event describing the decision.
     pub event: Event,
 }
@@ -930,6 +940,16 @@ fn write_conversation(
             conv.owner = message.owner.clone();
             conv.messages += 1;
             conv.last_message = conv.last_message.max(arrived);
+            for (have, new) in [
+                (&mut conv.tags, &commit.tags),
+                (&mut conv.rules, &commit.rules),
+            ] {
+                for item in new {
+                    if !have.contains(item) {
+                        have.push(item.clone());
+                    }
+                }
+            }
             if !commit.work {
                 put_json(conversations, conv.id.as_bytes(), &conv)?;
                 return Ok(conv.id);
@@ -962,6 +982,8 @@ fn write_conversation(
                 last_response_at: None,
                 waiting_since: Some(arrived),
                 sla: commit.sla.clone(),
+                tags: commit.tags.clone(),
+                rules: commit.rules.clone(),
             }
         }
     };

@@ -148,6 +148,8 @@ fn store_message(store: &Store, raw: &[u8], n: usize) {
         rotation: None,
         sla: Some("standard".into()),
         work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
         event,
     };
     store.commit(&commit).expect("commit");

@@ -224,6 +224,8 @@ fn conversation(
         rotation: None,
         sla: sla.map(str::to_string),
         work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
         event,
     };
     store.commit(&commit).expect("commit")

@@ -103,6 +103,8 @@ fn arrive(store: &Store, at: &str, owner: Option<&str>, subject: &str) -> String
         rotation: None,
         sla: Some("standard".into()),
         work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
         event,
     };
     store.commit(&commit).unwrap_or_else(|e| panic!("{e:#}"))

@@ -103,6 +103,8 @@ fn arrive(
         rotation: None,
         sla: sla.map(str::to_string),
         work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
         event: event(kind, at, owner),
     };
     store
@@ -434,6 +436,8 @@ fn tiny() -> report::Report {
         last_response_at: None,
         waiting_since: Some(t("2025-03-03T09:00:00Z")),
         sla: Some("standard".into()),
+        tags: Vec::new(),
+        rules: Vec::new(),
     };
     // c2 from bob's side: arrived 09:15, answered 09:45 (1800s elapsed and business), met.
     let answered = Conversation {
@@ -509,4 +513,76 @@ fn table_strips_terminal_escapes_from_subjects() {
         "{text}"
     );
     assert!(text.contains("hello"));
+}
+
+/// A new conversation carrying the tags and rule names its first message's rules gave it.
+fn arrive_tagged(store: &Store, at: &str, tags: &[&str], rules: &[&str]) -> String {
+    let message = MessageRecord {
+        identity: format!("tagged-{at}"),
+        mailbox: "support".into(),
+        message_id: None,
+        conversation: String::new(),
+        owner: Some("alice".into()),
+        state: MessageState::Left,
+        arrived: Some(t(at)),
+        decided_at: t(at),
+        subject: "tagged".into(),
+        from: Some("a@vip.example.test".into()),
+    };
+    let commit = Commit {
+        message,
+        new_conversation: true,
+        thread_ids: Vec::new(),
+        referenced: Vec::new(),
+        rotation: None,
+        sla: None,
+        work: true,
+        tags: tags.iter().map(|s| s.to_string()).collect(),
+        rules: rules.iter().map(|s| s.to_string()).collect(),
+        event: event(EventKind::Assigned, at, Some("alice")),
+    };
+    store
+        .commit(&commit)
+        .unwrap_or_else(|e| panic!("commit {at}: {e:#}"))
+}
+
+#[test]
+fn tags_and_rules_break_the_conversations_down() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e:#}"));
+    let first = arrive_tagged(&store, "2025-03-04T09:00:00Z", &["vip"], &["vip customers"]);
+    arrive_tagged(
+        &store,
+        "2025-03-04T10:00:00Z",
+        &["vip", "billing"],
+        &["vip customers", "billing"],
+    );
+    arrive_tagged(&store, "2025-03-04T11:00:00Z", &[], &[]);
+    respond(&store, &first, "2025-03-04T09:30:00Z");
+    let config = Config::parse(CONFIG).unwrap_or_else(|p| panic!("config: {p:?}"));
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap_or_else(|e| panic!("{e}"));
+    let window =
+        Window::dates_between(d("2025-03-03"), d("2025-03-07")).unwrap_or_else(|e| panic!("{e:#}"));
+    let options = Options {
+        mailbox: Some("support".into()),
+        window,
+        recompute: false,
+    };
+    let r = report::compute(&config, &store, &options, t("2025-03-07T12:00:00Z"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let rows = |rows: &[report::BreakdownRow]| -> Vec<(String, u64, u64)> {
+        rows.iter()
+            .map(|r| (r.key.clone(), r.conversations, r.answered))
+            .collect()
+    };
+    assert_eq!(
+        rows(&r.breakdowns.tag),
+        [("vip".into(), 2, 1), ("billing".into(), 1, 0)]
+    );
+    assert_eq!(
+        rows(&r.breakdowns.rule),
+        [("vip customers".into(), 2, 1), ("billing".into(), 1, 0)]
+    );
+    let table = render::render(&r, Format::Table).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(table.contains("tags:") && table.contains("vip"), "{table}");
 }

@@ -39,6 +39,8 @@ fn decide(store: &Store, identity: &str) {
             rotation: None,
             sla: None,
             work: true,
+            tags: Vec::new(),
+            rules: Vec::new(),
             event: event(EventKind::Assigned, identity),
         })
         .expect("commit");

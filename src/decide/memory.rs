@@ -146,6 +146,8 @@ pub fn new_conversation(
         last_response_at: None,
         waiting_since: Some(at),
         sla: None,
+        tags: Vec::new(),
+        rules: Vec::new(),
     }
 }
 

@@ -210,9 +210,9 @@ pub struct BreakdownRow {
 pub struct Breakdowns {
     /// By the first message's sender domain, most conversations first.
     pub sender_domain: Vec<BreakdownRow>,
-    /// By tag. Empty: the store does not record tags yet.
+    /// By tag (a conversation with several tags counts under each).
     pub tag: Vec<BreakdownRow>,
-    /// By the routing rule that matched. Empty: the store does not record rules yet.
+    /// By the routing rules that matched its messages.
     pub rule: Vec<BreakdownRow>,
 }
 
@@ -274,9 +274,15 @@ pub fn build(
         agents: agents(config, options, &history, &conversations, &answered),
         sla: sla_rows(clocks, &conversations, &options.window, now),
         breakdowns: Breakdowns {
-            sender_domain: by_sender_domain(&conversations, &answered, &options.window),
-            tag: Vec::new(),
-            rule: Vec::new(),
+            sender_domain: breakdown(&conversations, &answered, &options.window, |c| {
+                vec![sender_domain(c.from.as_deref())]
+            }),
+            tag: breakdown(&conversations, &answered, &options.window, |c| {
+                c.tags.clone()
+            }),
+            rule: breakdown(&conversations, &answered, &options.window, |c| {
+                c.rules.clone()
+            }),
         },
     }
 }
@@ -467,29 +473,18 @@ fn sla_rows(
         .collect()
 }
 
-fn by_sender_domain(
+/// Conversations started in the window, grouped by the keys `keys` gives each (a
+/// conversation with two tags counts under both).
+fn breakdown(
     conversations: &[Conversation],
     answered: &HashMap<String, (i64, i64)>,
     window: &Window,
+    keys: impl Fn(&Conversation) -> Vec<String>,
 ) -> Vec<BreakdownRow> {
     let mut groups: BTreeMap<String, (BreakdownRow, Vec<i64>)> = BTreeMap::new();
     for conv in conversations.iter().filter(|c| window.contains(c.started)) {
-        let key = sender_domain(conv.from.as_deref());
-        let (row, times) = groups.entry(key.clone()).or_insert_with(|| {
-            let row = BreakdownRow {
-                key,
-                conversations: 0,
-                open: 0,
-                answered: 0,
-                median_first_response_secs: None,
-            };
-            (row, Vec::new())
-        });
-        row.conversations += 1;
-        row.open += u64::from(conv.state == ConversationState::Open);
-        if let Some((elapsed, _)) = answered.get(&conv.id) {
-            row.answered += 1;
-            times.push(*elapsed);
+        for key in keys(conv) {
+            add_to_group(&mut groups, key, conv, answered);
         }
     }
     let mut rows: Vec<BreakdownRow> = groups
@@ -505,6 +500,30 @@ fn by_sender_domain(
             .then(a.key.cmp(&b.key))
     });
     rows
+}
+
+fn add_to_group(
+    groups: &mut BTreeMap<String, (BreakdownRow, Vec<i64>)>,
+    key: String,
+    conv: &Conversation,
+    answered: &HashMap<String, (i64, i64)>,
+) {
+    let (row, times) = groups.entry(key.clone()).or_insert_with(|| {
+        let row = BreakdownRow {
+            key,
+            conversations: 0,
+            open: 0,
+            answered: 0,
+            median_first_response_secs: None,
+        };
+        (row, Vec::new())
+    });
+    row.conversations += 1;
+    row.open += u64::from(conv.state == ConversationState::Open);
+    if let Some((elapsed, _)) = answered.get(&conv.id) {
+        row.answered += 1;
+        times.push(*elapsed);
+    }
 }
 
 /// The lower-cased domain of an address, `(none)` when there is no usable one.

@@ -307,18 +307,25 @@ fn write_table(out: &mut String, r: &Report) -> std::fmt::Result {
             s.mailbox, s.policy, s.target, s.met, s.breached, s.at_risk, s.running, s.unevaluated
         )?;
     }
-    writeln!(out, "\nsender domains:")?;
-    for d in r.breakdowns.sender_domain.iter().take(20) {
-        writeln!(
-            out,
-            "  {:<32} {:>5} conversations, {:>4} open",
-            terminal_safe(&d.key),
-            d.conversations,
-            d.open
-        )?;
+    let sections = [
+        ("sender domains", &r.breakdowns.sender_domain),
+        ("tags", &r.breakdowns.tag),
+        ("rules", &r.breakdowns.rule),
+    ];
+    for (title, rows) in sections {
+        writeln!(out, "\n{title}:")?;
+        if rows.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for d in rows.iter().take(20) {
+            writeln!(
+                out,
+                "  {:<32} {:>5} conversations, {:>4} open",
+                terminal_safe(&d.key),
+                d.conversations,
+                d.open
+            )?;
+        }
     }
-    writeln!(
-        out,
-        "tags and rules: not recorded by this version of the store"
-    )
+    Ok(())
 }
