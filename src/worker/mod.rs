@@ -7,6 +7,9 @@
 //! re-applied without deciding again. Connection trouble ends the session; the run loop waits
 //! with capped, jittered back-off (longer when Exchange says it is throttling) and starts over.
 
+mod fetching;
+mod filing;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -433,29 +436,6 @@ impl Worker {
         self.store.set_sync_state(&self.mailbox.name, &state)
     }
 
-    /// UIDs below `from` that came back without data and are due another try on this
-    /// connection: Exchange returns fresh mail empty for a while, so waiting for the next
-    /// reconnect could leave it unhandled for hours.
-    fn due_retries(&self, info: &FolderInfo, from: u32) -> Result<Vec<u32>> {
-        let now = self.clock.now();
-        let retry_after = chrono::Duration::from_std(RETRY_DELAY).unwrap_or_default();
-        Ok(self
-            .store
-            .quarantined(Some(&self.mailbox.name))?
-            .into_iter()
-            .filter(|q| q.uid_validity == info.uid_validity && q.uid < from)
-            .filter(|q| q.attempts < FETCH_ATTEMPTS && now - q.at >= retry_after)
-            .map(|q| q.uid)
-            .collect())
-    }
-
-    fn given_up(&self, uid_validity: u32, uid: u32) -> Result<bool> {
-        let entry = self
-            .store
-            .quarantined_uid(&self.mailbox.name, uid_validity, uid)?;
-        Ok(entry.is_some_and(|q| q.attempts >= FETCH_ATTEMPTS))
-    }
-
     /// One batch: fetch, decide and record all, make durable, then move.
     async fn batch(
         &mut self,
@@ -491,87 +471,6 @@ impl Worker {
         self.store.set_sync_state(&self.mailbox.name, &state)
     }
 
-    /// Fetches a batch; suspects are fetched one by one so a poison message only costs itself.
-    async fn fetch(
-        &mut self,
-        conn: &mut Connection,
-        info: &FolderInfo,
-        uids: &[u32],
-    ) -> Result<Vec<crate::imap::Fetched>> {
-        let cap = self.mailbox.body_fetch_bytes;
-        if !uids.iter().any(|u| self.suspects.contains(u)) {
-            match conn.fetch_for_routing(uids, cap).await {
-                Ok(fetched) => return Ok(fetched),
-                Err(err) => {
-                    self.suspects.extend(uids);
-                    return Err(err.context("batch fetch failed; retrying its messages one by one"));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for &uid in uids {
-            match conn.fetch_for_routing(&[uid], cap).await {
-                Ok(fetched) => out.extend(fetched),
-                Err(err) => {
-                    let failure = format!("fetch failed: {err:#}");
-                    self.record_quarantine(info, uid, &failure)?;
-                    return Err(err.context(format!("fetching UID {uid}")));
-                }
-            }
-        }
-        self.suspects.retain(|u| !uids.contains(u));
-        Ok(out)
-    }
-
-    fn quarantine(&self, info: &FolderInfo, uid: u32, failure: &ParseFailure) -> Result<()> {
-        let retryable = matches!(
-            failure,
-            ParseFailure::NoData | ParseFailure::RetrievalFailed
-        );
-        let attempts = self.record_quarantine(info, uid, &failure.to_string())?;
-        if !retryable && attempts < FETCH_ATTEMPTS {
-            // A parse failure is a property of the bytes: retrying cannot help, so it is final.
-            let entry = self
-                .store
-                .quarantined_uid(&self.mailbox.name, info.uid_validity, uid)?;
-            if let Some(entry) = entry {
-                let final_entry = Quarantined {
-                    attempts: FETCH_ATTEMPTS - 1,
-                    ..entry
-                };
-                self.store.quarantine(
-                    final_entry,
-                    self.event(
-                        EventKind::Quarantined,
-                        None,
-                        None,
-                        "final: unparseable".into(),
-                    ),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    fn record_quarantine(&self, info: &FolderInfo, uid: u32, reason: &str) -> Result<u32> {
-        let record = Quarantined {
-            mailbox: self.mailbox.name.clone(),
-            folder: self.mailbox.inbox.clone(),
-            uid_validity: info.uid_validity,
-            uid,
-            reason: reason.to_string(),
-            attempts: 0,
-            at: self.clock.now(),
-        };
-        let detail = format!("UID {uid} set aside: {reason}");
-        let attempts = self.store.quarantine(
-            record,
-            self.event(EventKind::Quarantined, None, None, detail),
-        )?;
-        warn!(mailbox = %self.mailbox.name, uid, reason, attempts, "message quarantined");
-        Ok(attempts)
-    }
-
     fn intake(&self) -> Intake<'_> {
         Intake {
             config: &self.config,
@@ -599,113 +498,6 @@ impl Worker {
         if !placements.is_empty() {
             self.store.flush()?;
             self.apply(conn, info, placements).await?;
-        }
-        Ok(())
-    }
-
-    /// Moves placed messages, grouped by folder, and records where they landed.
-    async fn apply(
-        &self,
-        conn: &mut Connection,
-        info: &FolderInfo,
-        placements: Vec<Placement>,
-    ) -> Result<()> {
-        let mut by_folder: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
-        for p in placements {
-            by_folder.entry(p.folder.clone()).or_default().push(p);
-        }
-        for (folder, group) in by_folder {
-            let uids: Vec<u32> = group.iter().map(|p| p.uid).collect();
-            if info.keywords {
-                self.mark_owner(conn, &group).await?;
-            }
-            match conn.move_uids(&uids, &folder).await {
-                Ok(()) => self.filed(&group, &folder)?,
-                Err(err) if crate::imap::is_refusal(&err) => {
-                    warn!(mailbox = %self.mailbox.name, folder, error = %format!("{err:#}"),
-                          "move refused; checking message by message");
-                    self.move_one_by_one(conn, &group, &folder).await?;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
-    /// Records a moved group in one store transaction.
-    fn filed(&self, group: &[Placement], folder: &str) -> Result<()> {
-        let filed: Vec<(String, MessageState, Event)> = group
-            .iter()
-            .map(|p| {
-                let detail = format!("filed in {folder}");
-                let event = self.event(
-                    EventKind::Filed,
-                    Some(p.identity.clone()),
-                    p.owner.clone(),
-                    detail,
-                );
-                let state = MessageState::Filed {
-                    folder: folder.to_string(),
-                };
-                (p.identity.clone(), state, event)
-            })
-            .collect();
-        self.store.mark_filed_many(&self.mailbox.name, &filed)
-    }
-
-    /// After a refused group move (Exchange: "Some of the requested messages no longer
-    /// exist"), each message still in the inbox is moved on its own; one that is gone was moved
-    /// by a person meanwhile (field case BUG-01). It is recorded as gone, never decided again,
-    /// and a folder poll re-finds it by identity if it landed in a managed folder.
-    async fn move_one_by_one(
-        &self,
-        conn: &mut Connection,
-        group: &[Placement],
-        folder: &str,
-    ) -> Result<()> {
-        let first = group.iter().map(|p| p.uid).min().unwrap_or(1);
-        let present: HashSet<u32> = conn.uids_from(first).await?.into_iter().collect();
-        for p in group {
-            if present.contains(&p.uid) {
-                match conn.move_uids(&[p.uid], folder).await {
-                    Ok(()) => self.filed(std::slice::from_ref(p), folder)?,
-                    Err(err) if crate::imap::is_refusal(&err) => {
-                        // Left Pending: the next catch-up finishes the same decision.
-                        warn!(mailbox = %self.mailbox.name, uid = p.uid, error = %format!("{err:#}"), "move refused again");
-                    }
-                    Err(err) => return Err(err),
-                }
-                continue;
-            }
-            warn!(mailbox = %self.mailbox.name, uid = p.uid, "message moved away by someone else while being filed");
-            let detail = "moved away by someone else while postroom was filing it".to_string();
-            let event = self.event(
-                EventKind::Reconciled,
-                Some(p.identity.clone()),
-                p.owner.clone(),
-                detail,
-            );
-            self.store.relocate(
-                &self.mailbox.name,
-                &p.identity,
-                MessageState::Gone,
-                p.owner.clone(),
-                event,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Adds an owner keyword where the server keeps keywords; folders stay the primary mark.
-    async fn mark_owner(&self, conn: &mut Connection, group: &[Placement]) -> Result<()> {
-        let mut by_owner: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-        for p in group {
-            if let Some(owner) = &p.owner {
-                by_owner.entry(owner).or_default().push(p.uid);
-            }
-        }
-        for (owner, uids) in by_owner {
-            conn.add_keyword(&uids, &owner_keyword(owner)).await?;
         }
         Ok(())
     }

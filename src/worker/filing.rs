@@ -1,0 +1,117 @@
+//! Applying decisions to the mailbox: moves grouped by folder, owner keywords, and what to do
+//! when a person moved a message first.
+
+use super::*;
+
+impl Worker {
+    /// Moves placed messages, grouped by folder, and records where they landed.
+    pub(super) async fn apply(
+        &self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        placements: Vec<Placement>,
+    ) -> Result<()> {
+        let mut by_folder: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+        for p in placements {
+            by_folder.entry(p.folder.clone()).or_default().push(p);
+        }
+        for (folder, group) in by_folder {
+            let uids: Vec<u32> = group.iter().map(|p| p.uid).collect();
+            if info.keywords {
+                self.mark_owner(conn, &group).await?;
+            }
+            match conn.move_uids(&uids, &folder).await {
+                Ok(()) => self.filed(&group, &folder)?,
+                Err(err) if crate::imap::is_refusal(&err) => {
+                    warn!(mailbox = %self.mailbox.name, folder, error = %format!("{err:#}"),
+                          "move refused; checking message by message");
+                    self.move_one_by_one(conn, &group, &folder).await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a moved group in one store transaction.
+    pub(super) fn filed(&self, group: &[Placement], folder: &str) -> Result<()> {
+        let filed: Vec<(String, MessageState, Event)> = group
+            .iter()
+            .map(|p| {
+                let detail = format!("filed in {folder}");
+                let event = self.event(
+                    EventKind::Filed,
+                    Some(p.identity.clone()),
+                    p.owner.clone(),
+                    detail,
+                );
+                let state = MessageState::Filed {
+                    folder: folder.to_string(),
+                };
+                (p.identity.clone(), state, event)
+            })
+            .collect();
+        self.store.mark_filed_many(&self.mailbox.name, &filed)
+    }
+
+    /// After a refused group move (Exchange: "Some of the requested messages no longer
+    /// exist"), each message still in the inbox is moved on its own; one that is gone was moved
+    /// by a person meanwhile (field case BUG-01). It is recorded as gone, never decided again,
+    /// and a folder poll re-finds it by identity if it landed in a managed folder.
+    pub(super) async fn move_one_by_one(
+        &self,
+        conn: &mut Connection,
+        group: &[Placement],
+        folder: &str,
+    ) -> Result<()> {
+        let first = group.iter().map(|p| p.uid).min().unwrap_or(1);
+        let present: HashSet<u32> = conn.uids_from(first).await?.into_iter().collect();
+        for p in group {
+            if present.contains(&p.uid) {
+                match conn.move_uids(&[p.uid], folder).await {
+                    Ok(()) => self.filed(std::slice::from_ref(p), folder)?,
+                    Err(err) if crate::imap::is_refusal(&err) => {
+                        // Left Pending: the next catch-up finishes the same decision.
+                        warn!(mailbox = %self.mailbox.name, uid = p.uid, error = %format!("{err:#}"), "move refused again");
+                    }
+                    Err(err) => return Err(err),
+                }
+                continue;
+            }
+            warn!(mailbox = %self.mailbox.name, uid = p.uid, "message moved away by someone else while being filed");
+            let detail = "moved away by someone else while postroom was filing it".to_string();
+            let event = self.event(
+                EventKind::Reconciled,
+                Some(p.identity.clone()),
+                p.owner.clone(),
+                detail,
+            );
+            self.store.relocate(
+                &self.mailbox.name,
+                &p.identity,
+                MessageState::Gone,
+                p.owner.clone(),
+                event,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds an owner keyword where the server keeps keywords; folders stay the primary mark.
+    pub(super) async fn mark_owner(
+        &self,
+        conn: &mut Connection,
+        group: &[Placement],
+    ) -> Result<()> {
+        let mut by_owner: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for p in group {
+            if let Some(owner) = &p.owner {
+                by_owner.entry(owner).or_default().push(p.uid);
+            }
+        }
+        for (owner, uids) in by_owner {
+            conn.add_keyword(&uids, &owner_keyword(owner)).await?;
+        }
+        Ok(())
+    }
+}
