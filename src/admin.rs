@@ -73,8 +73,16 @@ impl Admin<'_> {
         Ok(out)
     }
 
-    /// Open conversations with owner, age and folder, optionally for one mailbox or agent.
+    /// Open conversations, oldest first, with owner, age and the Message-ID of their first
+    /// message (what `assign`, `close`, `release` and `history` take), optionally for one
+    /// mailbox or agent.
     pub fn queue(&self, mailbox: Option<&str>, agent: Option<&str>) -> Result<String> {
+        if let Some(name) = mailbox.filter(|m| self.config.mailbox(m).is_none()) {
+            bail!("no [[mailbox]] is named `{name}`");
+        }
+        if let Some(id) = agent.filter(|a| self.config.agent(a).is_none()) {
+            bail!("no [[agent]] has id `{id}`");
+        }
         let mut rows = Vec::new();
         for conv in self.store.conversations(mailbox)? {
             let mine = agent.is_none_or(|a| conv.owner.as_deref() == Some(a));
@@ -83,23 +91,62 @@ impl Admin<'_> {
             }
         }
         rows.sort_by_key(|c| c.started);
+        let first_ids = self.first_message_ids(mailbox)?;
         let mut out = String::new();
         writeln!(
             out,
-            "{:<10} {:<12} {:<14} {:>8}  subject",
-            "id", "mailbox", "owner", "age"
+            "{:<14} {:>8}  {:<40} subject",
+            "owner", "age", "message-id"
         )?;
         for conv in rows {
             let age = age(self.now - conv.started);
             let owner = conv.owner.as_deref().unwrap_or("(waiting)");
-            let subject: String = conv.subject.chars().take(60).collect();
+            let id = first_ids
+                .get(&conv.id)
+                .map(String::as_str)
+                .unwrap_or("(none)");
+            let subject: String = conv.subject.chars().take(50).collect();
             writeln!(
                 out,
-                "{:<10} {:<12} {:<14} {:>8}  {subject}",
-                conv.id, conv.mailbox, owner, age
+                "{owner:<14} {age:>8}  {:<40} {subject}",
+                format!("<{id}>")
             )?;
         }
         Ok(out)
+    }
+
+    /// The Message-ID of each conversation's earliest message.
+    fn first_message_ids(
+        &self,
+        mailbox: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut first: std::collections::HashMap<String, (DateTime<Utc>, String)> =
+            std::collections::HashMap::new();
+        let names: Vec<&str> = match mailbox {
+            Some(m) => vec![m],
+            None => self
+                .config
+                .mailboxes
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect(),
+        };
+        for name in names {
+            for record in self.store.messages(name)? {
+                let (Some(id), false) = (record.message_id, record.conversation.is_empty()) else {
+                    continue;
+                };
+                let at = record.arrived.unwrap_or(record.decided_at);
+                let entry = first.entry(record.conversation).or_insert((at, id.clone()));
+                if at < entry.0 {
+                    *entry = (at, id);
+                }
+            }
+        }
+        Ok(first
+            .into_iter()
+            .map(|(conv, (_, id))| (conv, id))
+            .collect())
     }
 
     /// Gives the message's conversation to `agent`, moving the message to their folder.
@@ -120,11 +167,10 @@ impl Admin<'_> {
         let target = agent_folder(mailbox, self.config, agent);
         self.move_message(mailbox, &record, &target).await?;
         let detail = format!("reassigned to {agent} by an admin");
-        self.store.set_owner(
-            &record.conversation,
-            Some(agent),
-            self.event(EventKind::Reassigned, &record, &detail),
-        )?;
+        let mut event = self.event(EventKind::Reassigned, &record, &detail);
+        event.agent = Some(agent.to_string());
+        self.store
+            .set_owner(&record.conversation, Some(agent), event)?;
         let here = MessageState::Filed {
             folder: target.clone(),
         };

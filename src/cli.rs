@@ -304,6 +304,15 @@ fn request(config: &Config, request: &crate::control::Request) -> Result<ExitCod
 }
 
 fn open_store(dir: &Path) -> Result<Store> {
+    // Opening creates a missing store; a command must not answer from an empty one made on
+    // the spot (a wrong --config, a lost disk) as if the queue were empty.
+    if !dir.join("db").exists() {
+        anyhow::bail!(
+            "no store in {}: postroom has not run with this config yet (or --config names the \
+             wrong file); start `postroom run` first, or `postroom rebuild` after a lost disk",
+            dir.display()
+        );
+    }
     Store::open(dir).with_context(|| {
         format!(
             "cannot open the store in {} (is `postroom run` holding it? stop it first)",

@@ -431,6 +431,14 @@ fn check_mailboxes(config: &Config, report: &mut Report<'_>) {
                 "fetch_batch >= 1, body_fetch_bytes >= 1024, poll_secs >= 1",
             );
         }
+        // Zero would poll the server in a tight loop, which Exchange answers with throttling.
+        if mailbox.folder_poll_secs == 0 || mailbox.reconcile_secs == 0 {
+            report.add(
+                format!("mailbox[{i}].folder_poll_secs"),
+                "folder_poll_secs and reconcile_secs must be at least 1",
+                "the defaults (30 and 600) suit Exchange",
+            );
+        }
     }
 }
 
@@ -516,6 +524,10 @@ fn check_teams(config: &Config, report: &mut Report<'_>) {
     }
 }
 
+/// The longest agent name: an agent's folder is `<assigned_root>/<name>`, and Exchange and
+/// Dovecot refuse folder paths of a few hundred bytes once modified UTF-7 has widened them.
+const MAX_AGENT_NAME: usize = 64;
+
 fn check_agents(config: &Config, report: &mut Report<'_>) {
     for dup in Config::duplicates(config.agents.iter().map(|a| a.id.as_str())) {
         report.add(
@@ -529,7 +541,23 @@ fn check_agents(config: &Config, report: &mut Report<'_>) {
         .iter()
         .flat_map(|t| t.agents.iter().map(String::as_str))
         .collect();
+    for dup in Config::duplicates(config.agents.iter().map(|a| a.name.as_str())) {
+        report.add(
+            "agent".into(),
+            format!("two agents are named `{dup}`: they would share one folder"),
+            "folder names must be unique; add a surname or an initial",
+        );
+    }
     for (i, agent) in config.agents.iter().enumerate() {
+        if agent.name.chars().count() > MAX_AGENT_NAME {
+            report.add(
+                format!("agent[{i}].name"),
+                format!("the name is {} characters long", agent.name.chars().count()),
+                format!(
+                    "keep folder names to {MAX_AGENT_NAME} characters; servers refuse longer ones"
+                ),
+            );
+        }
         if agent.name.contains('/') {
             report.add(
                 format!("agent[{i}].name"),

@@ -59,3 +59,23 @@ fn the_shipped_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn shared_folder_names_zero_poll_intervals_and_long_names_are_refused() {
+    let long = "x".repeat(100);
+    let (code, out) = check(&format!(
+        "[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\n\
+         [[mailbox]]\nname = \"support\"\nserver = \"s\"\nlogin = \"u\"\npassword = \"p\"\n\
+         team = \"t\"\nfolder_poll_secs = 0\n\n\
+         [[team]]\nname = \"t\"\nagents = [\"a\", \"b\", \"c\"]\n\n\
+         [[agent]]\nid = \"a\"\nname = \"Alice\"\n\n[[agent]]\nid = \"b\"\nname = \"Alice\"\n\n\
+         [[agent]]\nid = \"c\"\nname = \"{long}\"\n"
+    ));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("two agents are named `Alice`"), "{out}");
+    assert!(out.contains("mailbox[0].folder_poll_secs"), "{out}");
+    assert!(
+        out.contains("agent[2].name: the name is 100 characters long"),
+        "{out}"
+    );
+}
