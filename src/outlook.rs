@@ -103,8 +103,18 @@ impl Watcher<'_> {
                 continue;
             }
             debug!(mailbox = %self.mailbox.name, folder = %managed.folder, from, next, "new arrivals in a managed folder");
-            conn.select(&managed.folder).await?;
-            examined += self.arrivals(conn, &managed, from).await?;
+            let info = conn.select(&managed.folder).await?;
+            let uids = self.arrivals(conn, &managed, from).await?;
+            examined += uids.len();
+            if let (Role::Agent(agent), true, false) =
+                (&managed.role, info.keywords, uids.is_empty())
+            {
+                // A person's drag carries the previous owner's keyword along; the folder says
+                // who owns it now.
+                let all = crate::worker::owner_keywords(self.config, self.mailbox);
+                let owner = crate::worker::owner_keyword(agent);
+                conn.set_owner_keyword(&uids, &owner, &all).await?;
+            }
             let sync = FolderSync {
                 uid_validity: status.uid_validity,
                 uid_next: next,
@@ -118,9 +128,14 @@ impl Watcher<'_> {
         Ok(examined)
     }
 
-    async fn arrivals(&self, conn: &mut Connection, managed: &Managed, from: u32) -> Result<usize> {
+    /// Examines every message from UID `from` on; returns their UIDs.
+    async fn arrivals(
+        &self,
+        conn: &mut Connection,
+        managed: &Managed,
+        from: u32,
+    ) -> Result<Vec<u32>> {
         let uids = conn.uids_from(from).await?;
-        let mut count = 0;
         for chunk in uids.chunks(self.mailbox.fetch_batch as usize) {
             for fetched in conn
                 .fetch_for_routing(chunk, self.mailbox.body_fetch_bytes)
@@ -131,10 +146,9 @@ impl Watcher<'_> {
                     Err(err) => warn!(mailbox = %self.mailbox.name, folder = %managed.folder,
                         uid = fetched.uid, "unreadable message in a managed folder: {err}"),
                 }
-                count += 1;
             }
         }
-        Ok(count)
+        Ok(uids)
     }
 
     /// A message is in `managed`: make the store agree.

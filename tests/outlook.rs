@@ -75,6 +75,22 @@ async fn drag_to_another_agent(flavor: Flavor) {
         .await
         .unwrap();
     wait_event(&daemon, "reassigned from alice to bob").await;
+    if flavor == Flavor::Standard {
+        // Where keywords are kept, the drag must not leave the previous owner's mark behind.
+        wait_for(
+            "the owner keyword",
+            LIMIT,
+            Duration::from_millis(50),
+            async || {
+                let uid = uid_in(&mut client, &agent_folder("bob"), "t1@c.example.test").await;
+                let flags = client.flags(&agent_folder("bob"), uid).await?;
+                Ok(flags.iter().any(|f| f == "postroom_owner_bob")
+                    && !flags.iter().any(|f| f == "postroom_owner_alice"))
+            },
+        )
+        .await
+        .unwrap();
+    }
     // The customer's follow-up goes to the new owner.
     let reply = mail(
         "t1-re@c.example.test",

@@ -421,6 +421,34 @@ impl Connection {
         Ok(())
     }
 
+    /// Marks messages as owned by `owner` alone: every other owner keyword in `all` is removed
+    /// and the owner's set, so a message that changed hands never carries two owners. Only
+    /// for folders where [`FolderInfo::keywords`] is true.
+    pub async fn set_owner_keyword(
+        &mut self,
+        uids: &[u32],
+        owner: &str,
+        all: &[String],
+    ) -> Result<()> {
+        let others: Vec<&str> = all
+            .iter()
+            .map(String::as_str)
+            .filter(|k| *k != owner)
+            .collect();
+        if !others.is_empty() {
+            let set = uid_set(uids);
+            let list = others.join(" ");
+            command!(self, "UID STORE -FLAGS", async {
+                self.session
+                    .uid_store(&set, format!("-FLAGS.SILENT ({list})"))
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?;
+        }
+        self.add_keyword(uids, owner).await
+    }
+
     /// Moves messages from the selected folder to `folder`: MOVE where advertised, otherwise
     /// COPY, `\Deleted` and UID EXPUNGE of exactly these UIDs.
     pub async fn move_uids(&mut self, uids: &[u32], folder: &str) -> Result<()> {

@@ -109,8 +109,10 @@ impl Worker {
                 by_owner.entry(owner).or_default().push(p.uid);
             }
         }
+        let all = owner_keywords(&self.config, &self.mailbox);
         for (owner, uids) in by_owner {
-            conn.add_keyword(&uids, &owner_keyword(owner)).await?;
+            conn.set_owner_keyword(&uids, &owner_keyword(owner), &all)
+                .await?;
         }
         Ok(())
     }

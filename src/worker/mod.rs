@@ -521,6 +521,15 @@ impl Worker {
     }
 }
 
+/// The owner keywords of every agent who can own work in a mailbox.
+pub fn owner_keywords(config: &Config, mailbox: &MailboxConfig) -> Vec<String> {
+    config
+        .mailbox_agents(mailbox)
+        .into_iter()
+        .map(|a| owner_keyword(&a.id))
+        .collect()
+}
+
 /// The IMAP keyword naming an owner: an atom, so anything outside `[A-Za-z0-9_-]` becomes `_`.
 pub fn owner_keyword(agent: &str) -> String {
     let atom: String = agent
