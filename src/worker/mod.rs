@@ -356,7 +356,8 @@ impl Worker {
                     let records =
                         self.store
                             .rename_folder(&self.mailbox.name, &old, &managed.folder)?;
-                    info!(mailbox = %self.mailbox.name, agent, from = %old, to = %managed.folder, records,
+                    let (mailbox, to) = (&self.mailbox.name, &managed.folder);
+                    info!(%mailbox, agent, from = %old, %to, records,
                           "agent renamed: folder renamed with its contents");
                 } else if old_there {
                     warn!(mailbox = %self.mailbox.name, agent, old = %old, new = %managed.folder,
