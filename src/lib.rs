@@ -16,12 +16,15 @@
 //! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`escalate`] with [`notify`]: the periodic SLA tick turns due levels into mails in the
-//!   store's outbox, sent over SMTP exactly once each (`[smtp]` in [`config_smtp`]).
-//! - [`daemon`]: starts the workers and stops them cleanly on a signal.
-//! - [`status`]: reads the store for `postroom status`; [`control`] lets commands reach a running
-//!   daemon, since only one process may open the store.
+//!   store's outbox, each sent once over SMTP (`[smtp]` in [`config_smtp`]).
+//! - [`daemon`]: supervises the workers, tells systemd it is ready, reloads on SIGHUP and stops
+//!   cleanly on SIGTERM.
 //!
-//! [`admin`] carries out admin commands (assign, release, close, queue, history, away).
+//! Reading the store, never the mailbox:
+//!
+//! - [`status`] for `postroom status`; [`admin`] carries out admin commands (assign, release,
+//!   close, queue, history, away); [`control`] lets commands reach a running daemon, since
+//!   only one process may open the store.
 //! - [`report`] computes what leads ask (volume, backlog, response times, workload, SLA
 //!   compliance) from the history; [`http`] serves it as a dashboard beside [`metrics`] and a
 //!   health check.
