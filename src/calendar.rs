@@ -1,6 +1,6 @@
 //! Business calendars and exact business-time arithmetic.
 //!
-//! This module owns the `[[calendar]]` section (its types and checks live in [`hours`], the
+//! This module owns the `[[calendar]]` section (its types and checks live in `hours`, the
 //! holiday-file reader in `ics`) and answers the questions the SLA clock ([`crate::sla`]) and the
 //! escalation sender ask: when is a deadline, how much business time lies between two instants,
 //! is the calendar open now, and when does it next open.
@@ -36,7 +36,7 @@ const MAX_WALK_DAYS: u32 = 40_000;
 /// Why a calendar computation has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CalendarError {
-    /// No opening was found within [`MAX_CLOSED_DAYS`] local dates: the calendar has no reachable
+    /// No opening was found within `MAX_CLOSED_DAYS` local dates: the calendar has no reachable
     /// hours (every span falls on a holiday, or the hours are empty).
     #[error("calendar `{0}` has no opening hours within {MAX_CLOSED_DAYS} days")]
     NeverOpen(String),
@@ -190,7 +190,7 @@ impl Calendar {
     }
 
     /// Visits, in order, every interval that ends after `start`, until `visit` returns true.
-    /// Fails after [`MAX_CLOSED_DAYS`] dates in a row without such an interval.
+    /// Fails after `MAX_CLOSED_DAYS` dates in a row without such an interval.
     fn walk_from(
         &self,
         start: DateTime<Utc>,
