@@ -296,6 +296,7 @@ async fn settle(world: &mut World, mail: &[Mail], deeds: &Deeds) {
     );
     verify::check_placement(&found, mail, deeds);
     verify::check_threads(&found, &corpus::thread_pairs(mail), deeds);
-    verify::check_escalations(&sent, &expected, KILLS);
+    let queued = verify::queued(world);
+    verify::check_escalations(&sent, &queued, &expected, KILLS);
     verify::check_store(world, &found, mail);
 }

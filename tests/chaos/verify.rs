@@ -210,24 +210,41 @@ pub struct Escalation {
 
 /// Every mail the SMTP listener accepted, parsed strictly.
 pub fn escalations(world: &World) -> Vec<Escalation> {
-    let mut out = Vec::new();
-    for raw in world.smtp.messages() {
-        let message = MessageParser::default()
-            .parse(&raw)
-            .expect("our escalation parses");
-        let subject = message.subject().unwrap_or_default().to_string();
-        let token = between(&subject, "[postroom ", "]").unwrap_or_default();
-        let what = subject.split_once("] ").map(|(_, w)| w).unwrap_or_default();
-        let level = between(what, "(level ", ")").unwrap_or("1");
-        let kind = what.split(':').next().unwrap_or_default();
-        let kind = kind.split(" (level").next().unwrap_or_default();
-        out.push(Escalation {
-            message_id: message.message_id().unwrap_or_default().to_string(),
-            key: (token.to_string(), format!("{kind} level {level}")),
-            tag: between(&subject, "[q", "]").and_then(|n| n.parse().ok()),
-        });
+    world
+        .smtp
+        .messages()
+        .iter()
+        .map(|raw| escalation_of(raw))
+        .collect()
+}
+
+/// Escalations still waiting in the daemon's outbox (a retry not yet due): not lost, and sent
+/// on a later tick. Read after the daemon stopped, since only one process may open the store.
+pub fn queued(world: &World) -> Vec<Escalation> {
+    let store = Store::open(&world.state_dir()).expect("open the store");
+    let outbox = store.outbox().expect("read the outbox");
+    outbox
+        .iter()
+        .filter(|m| m.state == postroom::store::OutboxState::Pending)
+        .map(|m| escalation_of(&m.raw))
+        .collect()
+}
+
+fn escalation_of(raw: &[u8]) -> Escalation {
+    let message = MessageParser::default()
+        .parse(raw)
+        .expect("our escalation parses");
+    let subject = message.subject().unwrap_or_default().to_string();
+    let token = between(&subject, "[postroom ", "]").unwrap_or_default();
+    let what = subject.split_once("] ").map(|(_, w)| w).unwrap_or_default();
+    let level = between(what, "(level ", ")").unwrap_or("1");
+    let kind = what.split(':').next().unwrap_or_default();
+    let kind = kind.split(" (level").next().unwrap_or_default();
+    Escalation {
+        message_id: message.message_id().unwrap_or_default().to_string(),
+        key: (token.to_string(), format!("{kind} level {level}")),
+        tag: between(&subject, "[q", "]").and_then(|n| n.parse().ok()),
     }
-    out
 }
 
 fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
@@ -250,7 +267,12 @@ pub fn breached(mail: &[Mail], deeds: &Deeds) -> Vec<usize> {
 /// our time-out. The mail is then sent again with the same bytes and Message-ID, which
 /// Exchange's duplicate detection drops at delivery. So a repeat of the *same* Message-ID is
 /// allowed at most once per SIGKILL; two different mails for one conversation and level never.
-pub fn check_escalations(sent: &[Escalation], expected: &[usize], kills: usize) {
+pub fn check_escalations(
+    sent: &[Escalation],
+    queued: &[Escalation],
+    expected: &[usize],
+    kills: usize,
+) {
     let mut ids = HashSet::new();
     let dup_ids: Vec<_> = sent.iter().filter(|e| !ids.insert(&e.message_id)).collect();
     assert!(
@@ -277,10 +299,18 @@ pub fn check_escalations(sent: &[Escalation], expected: &[usize], kills: usize) 
         .filter(|e| e.tag.is_none_or(|n| !super::world::fast(n)))
         .collect();
     assert!(slow.is_empty(), "escalated on the one-day SLA: {slow:?}");
-    let tags: HashSet<usize> = sent.iter().filter_map(|e| e.tag).collect();
+    // "None missing" means none lost: a mail refused during the SMTP outage may still be
+    // waiting out its back-off in the outbox when the run ends, and is sent later.
+    let tags: HashSet<usize> = sent.iter().chain(queued).filter_map(|e| e.tag).collect();
     let missing: Vec<_> = expected.iter().filter(|n| !tags.contains(n)).collect();
     assert!(
         missing.is_empty(),
-        "breached but never escalated: {missing:?}"
+        "breached but neither escalated nor waiting in the outbox: {missing:?}"
     );
+    if !queued.is_empty() {
+        println!(
+            "{} escalations still waiting in the outbox for a retry",
+            queued.len()
+        );
+    }
 }
