@@ -69,6 +69,19 @@ impl Intake<'_> {
                     }));
                 }
                 MessageState::Left | MessageState::Waiting => return Ok(None),
+                // Recorded as gone (a refused move whose message seemed to have left), yet here
+                // it is: it never left, so it is filed with its owner as decided, not decided
+                // again.
+                MessageState::Gone if record.owner.is_some() => {
+                    let owner = record.owner.clone().unwrap_or_default();
+                    let folder = crate::decide::agent_folder(self.mailbox, self.config, &owner);
+                    return Ok(Some(Placement {
+                        uid,
+                        identity: record.identity,
+                        folder,
+                        owner: record.owner,
+                    }));
+                }
                 MessageState::Filed { .. } | MessageState::Gone => {
                     if !record.conversation.is_empty() {
                         returned = Some(self.release_returned(&record)?);
