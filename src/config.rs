@@ -2,8 +2,8 @@
 //!
 //! This module owns the contract with the admin. Loading is two steps: the file is deserialised
 //! into plain types (collecting every unknown key on the way instead of stopping at the first),
-//! then `config_check::validate` checks what serde cannot: references between sections, folder names,
-//! duplicates. Every problem carries its key path and line so `check-config` can report all of
+//! then `config_check::validate` checks what serde cannot: references between sections,
+//! folder names, duplicates. Every problem carries its key path and line so `check-config` can report all of
 //! them at once, each with a hint. Nothing here talks to a server or the store.
 
 use std::collections::{BTreeMap, HashSet};

@@ -148,11 +148,7 @@ async fn a_reply_follows_its_threads_owner() {
     client.append("INBOX", &reply).await.unwrap();
     wait_all_filed(&mut client, 4, FILE_LIMIT).await.unwrap();
     let all = placement(&mut client).await.unwrap();
-    let folder_of = |id: &str| {
-        all.iter()
-            .find(|(_, m)| m.as_deref() == Some(id))
-            .map(|(f, _)| f.clone())
-    };
+    let folder_of = |id: &str| common::folder_of(&all, id);
     assert_eq!(
         folder_of("reply-0@c.example.test"),
         folder_of("root-0@c.example.test")
@@ -330,11 +326,7 @@ async fn a_parent_arriving_after_its_reply_joins_the_replys_conversation() {
         .unwrap();
     wait_all_filed(&mut client, 3, FILE_LIMIT).await.unwrap();
     let all = placement(&mut client).await.unwrap();
-    let folder_of = |id: &str| {
-        all.iter()
-            .find(|(_, m)| m.as_deref() == Some(id))
-            .map(|(f, _)| f.clone())
-    };
+    let folder_of = |id: &str| common::folder_of(&all, id);
     assert_eq!(
         folder_of("parent@c.example.test"),
         folder_of("kid@c.example.test")

@@ -347,3 +347,10 @@ pub async fn wait_watching(daemon: &Daemon) -> Result<()> {
     )
     .await
 }
+
+/// The folder a Message-ID sits in, from a [`placement`] listing.
+pub fn folder_of(all: &[(String, Option<String>)], id: &str) -> Option<String> {
+    all.iter()
+        .find(|(_, m)| m.as_deref() == Some(id))
+        .map(|(f, _)| f.clone())
+}
