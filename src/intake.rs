@@ -136,7 +136,7 @@ impl Intake<'_> {
             subject: envelope.subject.clone(),
             from: envelope.from.as_ref().map(|p| p.address.clone()),
         };
-        let id = self.store.commit(&Commit {
+        let commit = Commit {
             new_conversation: record.conversation.is_empty(),
             thread_ids: decision.thread_ids.clone(),
             referenced: referenced(envelope),
@@ -151,7 +151,14 @@ impl Intake<'_> {
                 .collect(),
             event: self.decision_event(envelope, decision),
             message: record,
-        })?;
+        };
+        let id = self
+            .store
+            .commit_merging(&commit, decision.merge_from.as_deref())?;
+        if let Some(merged) = &decision.merge_from {
+            info!(mailbox = %name, conversation = %id, merged = %merged,
+                "conversation {merged} merged into {id}: its messages answer this one");
+        }
         if waiting {
             self.store
                 .set_waiting(name, arrived.unwrap_or(self.now), envelope)?;

@@ -10,6 +10,8 @@
 //! so [`Watcher::reconcile`] compares each folder's Message-IDs with the store on start and on a
 //! schedule.
 
+mod realign;
+
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;

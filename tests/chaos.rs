@@ -218,6 +218,8 @@ async fn twenty_mailboxes_survive_chaos_with_nothing_lost_or_repeated() {
     let seed = env_u64("POSTROOM_CHAOS_SEED").unwrap_or_else(|| fastrand::u64(..));
     let secs = env_u64("POSTROOM_CHAOS_SECS").unwrap_or(75);
     println!("chaos seed: {seed} (replay with POSTROOM_CHAOS_SEED={seed}), {secs} s of mayhem");
+    let _ = std::fs::remove_file(world::log_path());
+    println!("daemon logs: {}", world::log_path().display());
     let mut rng = fastrand::Rng::with_seed(seed);
     let mail = corpus::build(MIN_MESSAGES.max(secs as usize * 20), MAILBOXES);
     let singles = mail.iter().filter(|m| m.single).count();

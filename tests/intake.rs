@@ -337,6 +337,82 @@ async fn a_parent_arriving_after_its_reply_joins_the_replys_conversation() {
     );
 }
 
+/// The split that out-of-order delivery used to leave: a reply arrives before its parent and
+/// starts a conversation with another agent; the parent then arrives and continues an older
+/// conversation. The two are one thread: merged in the store, and gathered in one folder.
+#[tokio::test]
+async fn a_late_parent_that_continues_an_older_thread_merges_the_replys_conversation() {
+    let site = Site::new(Flavor::Standard, "merge");
+    let mut client = site.client().await;
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    client
+        .append("INBOX", &mail("old@c.example.test", "Pump leaks", None))
+        .await
+        .unwrap();
+    wait_all_filed(&mut client, 1, FILE_LIMIT).await.unwrap();
+    // The reply to a follow-up nobody has seen yet: round robin gives it to the next agent.
+    let kid = raw(
+        "ann@c.example.test",
+        "kid@c.example.test",
+        "Re: Re: Pump leaks",
+        "In-Reply-To: <middle@c.example.test>\r\nReferences: <middle@c.example.test>\r\n",
+    );
+    client.append("INBOX", &kid).await.unwrap();
+    wait_all_filed(&mut client, 2, FILE_LIMIT).await.unwrap();
+    let all = placement(&mut client).await.unwrap();
+    let before = common::folder_of(&all, "kid@c.example.test");
+    assert_ne!(
+        before,
+        common::folder_of(&all, "old@c.example.test"),
+        "{all:?}"
+    );
+    let middle = raw(
+        "ann@c.example.test",
+        "middle@c.example.test",
+        "Re: Pump leaks",
+        "In-Reply-To: <old@c.example.test>\r\nReferences: <old@c.example.test>\r\n",
+    );
+    client.append("INBOX", &middle).await.unwrap();
+    wait_all_filed(&mut client, 3, FILE_LIMIT).await.unwrap();
+    let owner_folder = common::folder_of(&all, "old@c.example.test");
+    wait_for(
+        "the thread gathered in one folder",
+        FILE_LIMIT,
+        Duration::from_millis(100),
+        async || {
+            let all = placement(&mut client).await?;
+            let kid = common::folder_of(&all, "kid@c.example.test");
+            let middle = common::folder_of(&all, "middle@c.example.test");
+            Ok(kid == owner_folder && middle == owner_folder)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}: want {owner_folder:?}\n{}", daemon.output()));
+    drop(daemon);
+    let store = site.store();
+    let live = store.conversations(None).unwrap();
+    assert_eq!(live.len(), 1, "one conversation left: {live:?}");
+    assert_eq!(live[0].messages, 3);
+    let owner = live[0].owner.clone().unwrap();
+    assert_eq!(
+        store.open_count(&owner).unwrap(),
+        1,
+        "the merged one holds no load"
+    );
+    let merged: Vec<_> = store
+        .events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Merged)
+        .collect();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    for record in store.messages("support").unwrap() {
+        assert_eq!(record.conversation, live[0].id, "{record:?}");
+        assert_eq!(record.owner.as_deref(), Some(owner.as_str()), "{record:?}");
+    }
+}
+
 fn raw(from: &str, id: &str, subject: &str, extra: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\

@@ -117,6 +117,70 @@ async fn drag_to_another_agent(flavor: Flavor) {
     assert_eq!(store.open_count("bob").unwrap(), 1);
 }
 
+/// Ownership is the conversation's: dragging one of its messages to a colleague takes the
+/// rest along, and the first owner's folder keeps nothing of it.
+async fn dragging_one_message_moves_its_whole_conversation(flavor: Flavor) {
+    let site = Site::new(flavor, "drag-thread");
+    let mut client = site.client().await;
+    let daemon = with_one_conversation(&site, &mut client).await;
+    let reply = mail(
+        "t1-re@c.example.test",
+        "Re: Broken invoice",
+        Some("t1@c.example.test"),
+    );
+    client.append("INBOX", &reply).await.unwrap();
+    wait_all_filed(&mut client, 2, LIMIT).await.unwrap();
+    assert_eq!(
+        folder_of(&mut client, "t1-re@c.example.test").await,
+        Some(agent_folder("alice"))
+    );
+    let uid = uid_in(&mut client, &agent_folder("alice"), "t1-re@c.example.test").await;
+    client
+        .uid_move(&agent_folder("alice"), uid, &agent_folder("bob"))
+        .await
+        .unwrap();
+    wait_for(
+        "the first message follows to bob",
+        LIMIT,
+        Duration::from_millis(100),
+        async || Ok(holds(&mut client, &agent_folder("bob"), "t1@c.example.test").await),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.output()));
+    assert!(!holds(&mut client, &agent_folder("alice"), "t1@c.example.test").await);
+    assert_eq!(
+        folder_of(&mut client, "t1-re@c.example.test").await,
+        Some(agent_folder("bob"))
+    );
+    if flavor == Flavor::Standard {
+        let uid = uid_in(&mut client, &agent_folder("bob"), "t1@c.example.test").await;
+        let flags = client.flags(&agent_folder("bob"), uid).await.unwrap();
+        assert!(flags.iter().any(|f| f == "postroom_owner_bob"), "{flags:?}");
+        assert!(
+            !flags.iter().any(|f| f == "postroom_owner_alice"),
+            "{flags:?}"
+        );
+    }
+    stop(daemon).await;
+    let store = site.store();
+    let conv = &store.conversations(Some("support")).unwrap()[0];
+    assert_eq!(conv.owner.as_deref(), Some("bob"));
+    for record in store.messages("support").unwrap() {
+        let bob = postroom::store::MessageState::Filed {
+            folder: postroom::imap::mutf7::decode(&agent_folder("bob")),
+        };
+        assert_eq!(record.state, bob, "{record:?}");
+        assert_eq!(record.owner.as_deref(), Some("bob"), "{record:?}");
+    }
+    let reassigned = store
+        .history(&conv.id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Reassigned)
+        .count();
+    assert_eq!(reassigned, 1, "one reassignment, not one per message");
+}
+
 async fn drag_to_done_then_follow_up(flavor: Flavor) {
     let site = Site::new(flavor, "done");
     let mut client = site.client().await;
@@ -328,6 +392,7 @@ macro_rules! on_both_servers {
 
 on_both_servers!(
     drag_to_another_agent,
+    dragging_one_message_moves_its_whole_conversation,
     drag_to_done_then_follow_up,
     drag_back_to_inbox_routes_again,
     delete_closes,

@@ -438,6 +438,7 @@ fn tiny() -> report::Report {
         sla: Some("standard".into()),
         tags: Vec::new(),
         rules: Vec::new(),
+        merged_into: None,
     };
     // c2 from bob's side: arrived 09:15, answered 09:45 (1800s elapsed and business), met.
     let answered = Conversation {

@@ -148,12 +148,14 @@ pub fn new_conversation(
         sla: None,
         tags: Vec::new(),
         rules: Vec::new(),
+        merged_into: None,
     }
 }
 
 impl StateView for MemoryState {
     fn conversation_for(&self, mailbox: &str, ids: &[String]) -> Result<Option<Conversation>> {
-        Ok(ids.iter().find_map(|id| {
+        // The last ID is the most trusted, as in the store.
+        Ok(ids.iter().rev().find_map(|id| {
             let conv = self.threads.get(&(mailbox.to_string(), id.clone()))?;
             self.conversations.get(conv).cloned()
         }))

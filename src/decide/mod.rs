@@ -136,6 +136,10 @@ pub struct Decision {
     pub thread_ids: Vec<String>,
     /// A conversation this one refers to without joining it (a forward of it).
     pub refers_to: Option<String>,
+    /// A conversation to fold into the one this message joins: replies to this message arrived
+    /// before it and started a conversation of their own, while this message itself continues
+    /// an older one. Only set for work.
+    pub merge_from: Option<String>,
     /// A rule said this is not work: no owner, no SLA.
     pub ignored: bool,
     /// Why nobody was chosen, when nobody could be; the daemon gives it out later, oldest first.
@@ -191,6 +195,9 @@ pub fn decide_with(
     let routing = rules::route(&config.rules, &mailbox.name, &facts);
     let mut decision = outcome::start(envelope, &routing);
     let existing = find_conversation(envelope, mailbox, state, context, &mut decision)?;
+    if decision.merge_from.is_some() && is_automatic(envelope) {
+        decision.merge_from = None;
+    }
     if crate::notify::is_own_mail(envelope) {
         decision.explanation.push(
             "postroom's own escalation mail, or an answer to one: never work, never mailed back"
@@ -230,12 +237,22 @@ fn find_conversation(
     decision: &mut Decision,
 ) -> Result<Option<Conversation>> {
     let related = related_ids(envelope);
-    let found = match related.is_empty() {
+    let own = thread_ids(envelope);
+    let parents: Vec<String> = related
+        .iter()
+        .filter(|id| !own.contains(id))
+        .cloned()
+        .collect();
+    let by_parent = match parents.is_empty() {
         true => None,
-        false => state.conversation_for(&mailbox.name, &related)?,
+        false => state.conversation_for(&mailbox.name, &parents)?,
+    };
+    let by_own = match own.is_empty() {
+        true => None,
+        false => state.conversation_for(&mailbox.name, &own)?,
     };
     if envelope.in_reply_to.is_empty() && is_forward(&envelope.subject) {
-        if let Some(conv) = found {
+        if let Some(conv) = by_parent.or(by_own) {
             decision.explanation.push(format!(
                 "a forward (subject {:?}) of conversation {}: starts its own conversation",
                 forward_word(&envelope.subject).unwrap_or_default(),
@@ -245,10 +262,24 @@ fn find_conversation(
         }
         return Ok(None);
     }
-    if found.is_some() {
-        return Ok(found);
+    match (by_parent, by_own) {
+        (Some(parent), Some(child)) if parent.id != child.id => {
+            decision.explanation.push(format!(
+                "continues conversation {}; replies to this message arrived before it and \
+                 started conversation {}, which is merged into {}",
+                parent.id, child.id, parent.id
+            ));
+            decision.merge_from = Some(child.id);
+            Ok(Some(parent))
+        }
+        (Some(found), _) | (None, Some(found)) => Ok(Some(found)),
+        (None, None) => subject_fallback(envelope, mailbox, state, context, decision),
     }
-    subject_fallback(envelope, mailbox, state, context, decision)
+}
+
+/// Whether the message is automatic mail or postroom's own: such mail never merges work.
+fn is_automatic(envelope: &Envelope) -> bool {
+    envelope.automated != Automated::No || crate::notify::is_own_mail(envelope)
 }
 
 /// How recent a conversation must be for a reply without threading headers to join it by

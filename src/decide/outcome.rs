@@ -27,6 +27,7 @@ pub(super) fn start(envelope: &Envelope, routing: &Routing) -> Decision {
         rotation: None,
         thread_ids: thread_ids(envelope),
         refers_to: None,
+        merge_from: None,
         ignored: false,
         waiting: None,
         priority: routing.priority.as_ref().map(|c| c.value),

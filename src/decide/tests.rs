@@ -398,3 +398,43 @@ fn forward_prefixes_are_recognised_and_replies_are_not() {
         assert!(!is_forward(s), "{s}");
     }
 }
+
+#[test]
+fn a_late_parent_continuing_an_older_thread_merges_its_replys_conversation() {
+    let config = config("");
+    let mailbox = config.mailbox("support").unwrap();
+    let mut state = MemoryState::new();
+    let at = berlin(17, 10, 0).now;
+    state.add_conversation(
+        new_conversation("c1", "support", Some("b".into()), at),
+        &["old@x.test"],
+    );
+    // The reply to `middle` arrived first and pointed `middle` at its own conversation.
+    state.add_conversation(
+        new_conversation("c2", "support", Some("c".into()), at),
+        &["kid@x.test", "middle@x.test"],
+    );
+    let middle = message(
+        "middle@x.test",
+        "In-Reply-To: <old@x.test>\r\nReferences: <old@x.test>\r\n",
+    );
+    let d = decide_with(&middle, mailbox, &config, &state, &berlin(17, 11, 0)).unwrap();
+    assert_eq!(d.conversation.as_deref(), Some("c1"));
+    assert_eq!(d.owner.as_deref(), Some("b"));
+    assert_eq!(d.merge_from.as_deref(), Some("c2"));
+    assert!(d.explanation.iter().any(|l| l.contains("merged into c1")));
+
+    // Without a known parent the message simply joins its reply's conversation.
+    let alone = message("middle@x.test", "In-Reply-To: <unknown@x.test>\r\n");
+    let d = decide_with(&alone, mailbox, &config, &state, &berlin(17, 11, 0)).unwrap();
+    assert_eq!(d.conversation.as_deref(), Some("c2"));
+    assert_eq!(d.merge_from, None);
+
+    // Automatic mail never merges work.
+    let bounce = message(
+        "middle@x.test",
+        "In-Reply-To: <old@x.test>\r\nAuto-Submitted: auto-replied\r\n",
+    );
+    let d = decide_with(&bounce, mailbox, &config, &state, &berlin(17, 11, 0)).unwrap();
+    assert_eq!(d.merge_from, None);
+}

@@ -4,12 +4,23 @@
 use super::*;
 
 impl Store {
-    /// Events about one conversation, oldest first.
+    /// Events about one conversation, oldest first, including those of conversations merged
+    /// into it.
     pub fn history(&self, conversation: &str) -> Result<Vec<Event>> {
-        let all = self.events()?;
-        Ok(all
+        let mut ids = vec![conversation.to_string()];
+        let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
+        for conv in all.iter().filter(|c| c.merged_into.is_some()) {
+            if self
+                .conversation(&conv.id)?
+                .is_some_and(|c| c.id == conversation)
+            {
+                ids.push(conv.id.clone());
+            }
+        }
+        let events = self.events()?;
+        Ok(events
             .into_iter()
-            .filter(|e| e.conversation.as_deref() == Some(conversation))
+            .filter(|e| e.conversation.as_ref().is_some_and(|c| ids.contains(c)))
             .collect())
     }
 
@@ -88,16 +99,20 @@ impl Store {
         event: Event,
         change: impl Fn(&mut Conversation, &TransactionalTree) -> TxResult<()>,
     ) -> Result<()> {
-        let trees = (&self.conversations, &self.load, &self.events);
-        let result = trees.transaction(|(conversations, load, events)| {
-            let key = conversation.as_bytes();
-            let Some(mut conv) = get_tx::<Conversation>(conversations, key)? else {
+        let trees = (&self.conversations, &self.load, &self.events, &self.realign);
+        let result = trees.transaction(|(conversations, load, events, realign)| {
+            let Some(mut conv) = merge::resolve_tx(conversations, conversation)? else {
                 return Err(ConflictableTransactionError::Abort(format!(
                     "no conversation {conversation}"
                 )));
             };
+            let owner = conv.owner.clone();
             change(&mut conv, load)?;
-            put_json(conversations, key, &conv)?;
+            put_json(conversations, conv.id.as_bytes(), &conv)?;
+            if conv.owner.is_some() && conv.owner != owner {
+                // Its other messages still sit in the previous owner's folder.
+                realign.insert(pair(&conv.mailbox, &conv.id), &[])?;
+            }
             let mut event = event.clone();
             event.conversation = Some(conv.id.clone());
             put_event(events, &event)

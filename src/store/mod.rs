@@ -12,6 +12,7 @@
 
 mod conversations;
 mod mailbox;
+mod merge;
 mod outbox;
 mod threads;
 
@@ -126,6 +127,11 @@ pub struct Conversation {
     /// Names of the rules that matched its messages.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// Set when this conversation was folded into another (its replies had arrived before
+    /// the message linking it to an older conversation); it then counts nowhere, and looking
+    /// it up finds the one it was merged into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 /// What kind of thing happened.
@@ -156,6 +162,8 @@ pub enum EventKind {
     Availability,
     /// The team answered (a reply found in the sent folder).
     Responded,
+    /// Two conversations turned out to be one thread and were merged.
+    Merged,
 }
 
 /// One line of history.
@@ -251,9 +259,14 @@ pub struct Store {
     agents: sled::Tree,
     waiting: sled::Tree,
     outbox: sled::Tree,
+    members: sled::Tree,
+    realign: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
+
+/// How many merges a conversation lookup follows; a chain longer than this is a loop.
+const MAX_MERGE_HOPS: usize = 16;
 
 impl Store {
     /// Opens (creating if needed) the database under `dir`.
@@ -268,7 +281,7 @@ impl Store {
             db.open_tree(name)
                 .with_context(|| format!("open tree {name}"))
         };
-        Ok(Store {
+        let store = Store {
             messages: tree("messages")?,
             threads: tree("threads")?,
             conversations: tree("conversations")?,
@@ -280,8 +293,12 @@ impl Store {
             agents: tree("agents")?,
             waiting: tree("waiting")?,
             outbox: tree("outbox")?,
+            members: tree("members")?,
+            realign: tree("realign")?,
             db,
-        })
+        };
+        store.index_members_once()?;
+        Ok(store)
     }
 
     /// Makes everything written so far durable (fsync).
@@ -309,17 +326,27 @@ impl Store {
         scan_json(&self.messages, &prefix(mailbox))
     }
 
-    /// A conversation by id.
+    /// A conversation by id; for one merged into another, the one it was merged into.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        get_json(&self.conversations, id.as_bytes())
+        let mut id = id.to_string();
+        for _ in 0..MAX_MERGE_HOPS {
+            match get_json::<Conversation>(&self.conversations, id.as_bytes())? {
+                Some(Conversation {
+                    merged_into: Some(into),
+                    ..
+                }) => id = into,
+                found => return Ok(found),
+            }
+        }
+        Ok(None)
     }
 
-    /// Every conversation, optionally of one mailbox.
+    /// Every conversation, optionally of one mailbox (merged ones are part of another).
     pub fn conversations(&self, mailbox: Option<&str>) -> Result<Vec<Conversation>> {
         let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
         Ok(all
             .into_iter()
-            .filter(|c| mailbox.is_none_or(|m| c.mailbox == m))
+            .filter(|c| c.merged_into.is_none() && mailbox.is_none_or(|m| c.mailbox == m))
             .collect())
     }
 
@@ -346,6 +373,17 @@ impl Store {
 
     /// Writes a decision atomically; returns the conversation id used.
     pub fn commit(&self, commit: &Commit) -> Result<String> {
+        self.commit_merging(commit, None)
+    }
+
+    /// Writes a decision as [`Store::commit`] does and, in the same transaction, folds the
+    /// conversation `merge_from` into the one the message joins: its messages move over, its
+    /// owner's open count drops, and lookups of it find the survivor from then on.
+    pub fn commit_merging(&self, commit: &Commit, merge_from: Option<&str>) -> Result<String> {
+        let absorbed = match merge_from {
+            Some(id) => self.merge_plan(id)?,
+            None => None,
+        };
         let trees = (
             &self.messages,
             &self.threads,
@@ -353,9 +391,11 @@ impl Store {
             &self.load,
             &self.rotation,
             &self.events,
+            &self.members,
+            &self.realign,
         );
         let result = trees.transaction(
-            |(messages, threads, conversations, load, rotation, events)| {
+            |(messages, threads, conversations, load, rotation, events, members, realign)| {
                 let mut message = commit.message.clone();
                 if !commit.work && commit.new_conversation {
                     // Automatic or ignored mail that joins nothing starts no conversation: it
@@ -369,13 +409,20 @@ impl Store {
                     put_event(events, &commit.event)?;
                     return Ok(String::new());
                 }
-                let conv_id = write_conversation(conversations, load, commit)?;
+                let (conv_id, owner_changed) = write_conversation(conversations, load, commit)?;
                 message.conversation = conv_id.clone();
                 put_json(
                     messages,
                     &pair(&message.mailbox, &message.identity),
                     &message,
                 )?;
+                members.insert(
+                    member_key(&conv_id, &message.identity),
+                    message.mailbox.as_bytes(),
+                )?;
+                if owner_changed {
+                    realign.insert(pair(&message.mailbox, &conv_id), &[])?;
+                }
                 for id in &commit.thread_ids {
                     threads.insert(pair(&message.mailbox, id), conv_id.as_bytes())?;
                 }
@@ -394,6 +441,17 @@ impl Store {
                 let mut event = commit.event.clone();
                 event.conversation = Some(conv_id.clone());
                 put_event(events, &event)?;
+                if let Some(plan) = absorbed.as_ref().filter(|p| p.id != conv_id) {
+                    let trees = merge::MergeTrees {
+                        messages,
+                        conversations,
+                        load,
+                        events,
+                        members,
+                        realign,
+                    };
+                    merge::fold(&trees, plan, &conv_id, commit.event.at)?;
+                }
                 Ok(conv_id)
             },
         );
@@ -493,20 +551,23 @@ pub struct FolderSync {
 }
 
 /// Creates or updates the conversation inside the commit transaction; keeps agent loads right.
+/// Returns the conversation's id, and whether an existing conversation changed owner.
 fn write_conversation(
     conversations: &TransactionalTree,
     load: &TransactionalTree,
     commit: &Commit,
-) -> TxResult<String> {
+) -> TxResult<(String, bool)> {
     let message = &commit.message;
     let arrived = message.arrived.unwrap_or(message.decided_at);
     let existing = if commit.new_conversation {
         None
     } else {
-        get_tx::<Conversation>(conversations, message.conversation.as_bytes())?
+        merge::resolve_tx(conversations, &message.conversation)?
     };
+    let mut owner_changed = false;
     let conversation = match existing {
         Some(mut conv) => {
+            owner_changed = message.owner.is_some() && conv.owner != message.owner;
             if conv.state == ConversationState::Open && conv.owner != message.owner {
                 adjust_load(load, conv.owner.as_deref(), -1)?;
                 adjust_load(load, message.owner.as_deref(), 1)?;
@@ -526,7 +587,7 @@ fn write_conversation(
             }
             if !commit.work {
                 put_json(conversations, conv.id.as_bytes(), &conv)?;
-                return Ok(conv.id);
+                return Ok((conv.id, owner_changed));
             }
             if conv.waiting_since.is_none() {
                 conv.waiting_since = Some(arrived);
@@ -558,11 +619,12 @@ fn write_conversation(
                 sla: commit.sla.clone(),
                 tags: commit.tags.clone(),
                 rules: commit.rules.clone(),
+                merged_into: None,
             }
         }
     };
     put_json(conversations, conversation.id.as_bytes(), &conversation)?;
-    Ok(conversation.id)
+    Ok((conversation.id, owner_changed))
 }
 
 /// Records an agent's turn: the team's last chosen agent, and a per-team turn number that
@@ -607,6 +669,11 @@ fn prefix(a: &str) -> Vec<u8> {
     let mut key = a.as_bytes().to_vec();
     key.push(0);
     key
+}
+
+/// The member-index key of a message in a conversation.
+fn member_key(conversation: &str, identity: &str) -> Vec<u8> {
+    pair(conversation, identity)
 }
 
 fn waiting_key(mailbox: &str, arrived: DateTime<Utc>, identity: &str) -> Vec<u8> {

@@ -276,6 +276,9 @@ impl Worker {
             // Anything that arrived between the last fetch and now is caught here, before
             // IDLE, so no message waits for the next one to wake us (field case BUG-04).
             self.catch_up(&mut conn, &info, from).await?;
+            // A conversation that changed owner (a drag, a merge, an absent owner's follow-up)
+            // gathers its messages in the new owner's folder.
+            self.watcher().realign(&mut conn).await?;
             conn.drain_unsolicited();
             if !announced {
                 self.report_ready(Ok(()));

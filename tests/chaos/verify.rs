@@ -111,19 +111,12 @@ pub fn check_threads(
             split.push(format!("{child} in {a}, its parent {parent} in {b}"));
         }
     }
-    // Known limitation, reported rather than failed: replies that arrive before their parent
-    // start a conversation of their own; when the parent then arrives and its own In-Reply-To
-    // names an older conversation, the two are not merged (that needs moving the earlier
-    // messages between agents' folders). The chaos run delivers out of order on purpose, so it
-    // shows such splits; in-order threads never split (tests/intake.rs pins that).
-    if !split.is_empty() {
-        println!(
-            "KNOWN LIMITATION: {} conversations split across owners after out-of-order \
-             arrival (not merged yet):\n{}",
-            split.len(),
-            split.join("\n")
-        );
-    }
+    assert!(
+        split.is_empty(),
+        "{} threads split across owners:\n{}",
+        split.len(),
+        split.join("\n")
+    );
 }
 
 /// The store agrees with the mailboxes: each delivered message was decided exactly once, is

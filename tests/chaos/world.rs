@@ -144,6 +144,7 @@ impl World {
             daemon.sigkill().expect("SIGKILL");
             let _ = daemon.wait_exit(Duration::from_secs(10)).await;
             self.past_output += &format!("--- killed daemon ---\n{}", tail(&daemon.output()));
+            keep_log(&daemon.stderr(), "killed");
         }
     }
 
@@ -157,6 +158,7 @@ impl World {
             .wait_exit(Duration::from_secs(30))
             .await
             .expect("daemon exit");
+        keep_log(&daemon.stderr(), "stopped");
         assert!(status.success(), "{status}\n{}", tail(&daemon.output()));
     }
 
@@ -260,6 +262,25 @@ pub fn clean(id: Option<&str>) -> Option<&str> {
 /// The wire name of an agent's folder.
 pub fn agent_folder(name: &str) -> String {
     format!("Assigned/{}", postroom::imap::mutf7::encode(name))
+}
+
+/// Where every daemon's whole log goes, one after another: `target/test-artifacts/chaos.log`,
+/// kept after the run so a failure can be read to the end.
+pub fn log_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts/chaos.log")
+}
+
+fn keep_log(text: &str, how: &str) {
+    use std::io::Write;
+    let path = log_path();
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(&path));
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = writeln!(file, "=== daemon {how} ===\n{text}");
+    }
 }
 
 /// The last 60 lines of a daemon's output.
