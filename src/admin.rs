@@ -192,12 +192,54 @@ impl Admin<'_> {
         ))
     }
 
-    /// Moves the message back to the inbox so it is routed again.
+    /// Moves the message back to the inbox so it is routed again. The store learns first, so
+    /// the daemon that sees the message arrive knows an admin put it there, not a person; a
+    /// failed move puts the record back as it was.
     pub async fn release(&self, message_id: &str) -> Result<String> {
         let record = self.record(message_id)?;
         let mailbox = self.mailbox_of(&record)?;
         let inbox = mailbox.inbox.clone();
-        self.move_message(mailbox, &record, &inbox).await?;
+        let conversation = (!record.conversation.is_empty())
+            .then(|| self.store.conversation(&record.conversation))
+            .transpose()?
+            .flatten();
+        if let Some(conv) = &conversation {
+            let previous = conv.owner.as_deref().unwrap_or("nobody");
+            let detail = format!("released from {previous} by an admin; routed again");
+            let e = self.event(EventKind::Released, &record, &detail);
+            self.store.set_owner(&conv.id, None, e)?;
+        }
+        let here = MessageState::Filed {
+            folder: inbox.clone(),
+        };
+        let e = self.event(
+            EventKind::Reconciled,
+            &record,
+            &format!("moved to {inbox} by an admin"),
+        );
+        self.store
+            .relocate(&mailbox.name, &record.identity, here, None, e)?;
+        self.store.flush()?;
+        if let Err(err) = self.move_message(mailbox, &record, &inbox).await {
+            let e = self.event(
+                EventKind::Reconciled,
+                &record,
+                "release failed; left in place",
+            );
+            self.store.relocate(
+                &mailbox.name,
+                &record.identity,
+                record.state.clone(),
+                record.owner.clone(),
+                e,
+            )?;
+            if let Some(conv) = &conversation {
+                let e = self.event(EventKind::Reassigned, &record, "release failed; owner kept");
+                self.store.set_owner(&conv.id, conv.owner.as_deref(), e)?;
+            }
+            self.store.flush()?;
+            return Err(err);
+        }
         Ok(format!(
             "{message_id}: back in {inbox}; it will be routed again\n"
         ))

@@ -31,6 +31,19 @@ pub struct Placement {
     pub folder: String,
     /// Its owner, for the owner keyword.
     pub owner: Option<String>,
+    /// The decision's one-line summary and conversation, for the log once the message is
+    /// filed: a line written before the decision is durable could tell of one that a crash
+    /// then undid. `None` when finishing an earlier decision.
+    pub note: Option<Note>,
+}
+
+/// What the log says about a placed message once it is filed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The conversation it joined or started.
+    pub conversation: String,
+    /// The decision in one line, e.g. "assigned to alice by round robin".
+    pub summary: String,
 }
 
 /// The deciding side of one mailbox.
@@ -66,6 +79,7 @@ impl Intake<'_> {
                         identity: record.identity,
                         folder,
                         owner: record.owner,
+                        note: None,
                     }));
                 }
                 MessageState::Left | MessageState::Waiting => return Ok(None),
@@ -80,7 +94,12 @@ impl Intake<'_> {
                         identity: record.identity,
                         folder,
                         owner: record.owner,
+                        note: None,
                     }));
+                }
+                // Put back by `postroom release`, which already released the conversation.
+                MessageState::Filed { ref folder } if *folder == self.mailbox.inbox => {
+                    returned = Some(record.conversation.clone()).filter(|c| !c.is_empty());
                 }
                 MessageState::Filed { .. } | MessageState::Gone => {
                     if !record.conversation.is_empty() {
@@ -167,12 +186,20 @@ impl Intake<'_> {
             self.apply_early_response(&id, &decision.thread_ids)?;
         }
         let agent = decision.owner.as_deref().unwrap_or("-");
-        info!(mailbox = %name, uid, conversation = %id, agent, "{}", decision.summary);
+        if decision.folder.is_none() {
+            info!(mailbox = %name, uid, conversation = %id, agent, "{}", decision.summary);
+        } else {
+            debug!(mailbox = %name, uid, conversation = %id, agent, "decided: {}", decision.summary);
+        }
         Ok(decision.folder.clone().map(|folder| Placement {
             uid,
             identity: envelope.identity.clone(),
             folder,
             owner: decision.owner.clone(),
+            note: Some(Note {
+                conversation: id,
+                summary: decision.summary.clone(),
+            }),
         }))
     }
 

@@ -165,6 +165,8 @@ async fn a_follow_up_to_an_away_owner_goes_to_the_team() {
         agent_folder("alice"),
         "a follow-up must not wait on an away owner"
     );
+    // The new owner gets the whole conversation, not only its latest message.
+    wait_in(&mut client, "case1@c.example.test", &folder, &daemon).await;
     stop(daemon).await;
 }
 
@@ -206,6 +208,13 @@ async fn admin_commands_move_mail_and_record_it_while_the_daemon_runs() {
     assert!(ok && out.contains("reassigned to zoe by an admin"), "{out}");
     let (ok, out) = site.command(&["assign", "case3@c.example.test", "nobody"]);
     assert!(!ok && out.contains("not in team"), "{out}");
+    // Released, it is routed again and lands with someone; the history says an admin did it.
+    let (ok, out) = site.command(&["release", "case3@c.example.test"]);
+    assert!(ok, "{out}");
+    wait_all_filed(&mut client, 3, LIMIT).await.unwrap();
+    let (ok, out) = site.command(&["history", "case3@c.example.test"]);
+    assert!(ok && out.contains("by an admin"), "{out}");
+    assert!(!out.contains("by a person"), "{out}");
     // Give the daemon a folder poll: it must find the store already agrees and not re-route.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop(daemon).await;
@@ -214,9 +223,14 @@ async fn admin_commands_move_mail_and_record_it_while_the_daemon_runs() {
         Some(agent_folder("zoe"))
     );
     let store = site.store();
-    assert_eq!(store.open_count("zoe").unwrap(), 2);
-    assert_eq!(store.open_count("alice").unwrap(), 0);
-    assert_eq!(store.open_count("bob").unwrap(), 0);
+    let load: u64 = ["zoe", "alice", "bob"]
+        .iter()
+        .map(|a| store.open_count(a).unwrap())
+        .sum();
+    assert_eq!(
+        load, 2,
+        "case 1 and the released case 3 are open, case 2 is closed"
+    );
 }
 
 #[tokio::test]

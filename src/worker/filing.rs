@@ -51,7 +51,17 @@ impl Worker {
                 (p.identity.clone(), state, event)
             })
             .collect();
-        self.store.mark_filed_many(&self.mailbox.name, &filed)
+        self.store.mark_filed_many(&self.mailbox.name, &filed)?;
+        for p in group {
+            let agent = p.owner.as_deref().unwrap_or("-");
+            match &p.note {
+                Some(note) => info!(mailbox = %self.mailbox.name, uid = p.uid,
+                    conversation = %note.conversation, agent, folder, "{}", note.summary),
+                None => info!(mailbox = %self.mailbox.name, uid = p.uid, agent, folder,
+                    "filed as decided before the restart"),
+            }
+        }
+        Ok(())
     }
 
     /// After a refused group move (Exchange: "Some of the requested messages no longer
