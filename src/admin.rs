@@ -56,7 +56,7 @@ impl Admin<'_> {
             let owner = conv.owner.as_deref().unwrap_or("(unassigned)");
             writeln!(
                 out,
-                "conversation {} in {}: {:?}, owner {owner}",
+                "conversation {} in {}: {}, owner {owner}",
                 conv.id, conv.mailbox, conv.state
             )?;
             writeln!(out, "  subject: {}", conv.subject)?;
@@ -66,7 +66,7 @@ impl Admin<'_> {
             writeln!(
                 out,
                 "  {at}  {:<11} {}",
-                format!("{:?}", event.kind).to_lowercase(),
+                event.kind.to_string(),
                 event.detail
             )?;
         }
@@ -305,10 +305,13 @@ impl Admin<'_> {
         target: &str,
     ) -> Result<()> {
         let MessageState::Filed { folder } = &record.state else {
-            bail!(
-                "the message is not filed anywhere postroom knows (state {:?})",
-                record.state
-            );
+            let why = match record.state {
+                MessageState::Pending { .. } => "it is still being filed; try again in a moment",
+                MessageState::Waiting => "it waits in the inbox for someone who can take it",
+                MessageState::Left => "it was left where it arrived",
+                _ => "it is no longer in any folder postroom watches",
+            };
+            bail!("the message is not in a folder postroom manages: {why}");
         };
         if folder == target {
             return Ok(());

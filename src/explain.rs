@@ -143,7 +143,7 @@ pub fn render(env: &Envelope, mailbox: &MailboxConfig, d: &Decision, context: &C
         let _ = writeln!(out, "  {line}");
     }
     out.push_str("\nresult:\n");
-    let _ = writeln!(out, "  outcome:    {:?}", d.outcome);
+    let _ = writeln!(out, "  outcome:    {}", d.outcome);
     let _ = writeln!(out, "  summary:    {}", d.summary);
     let _ = writeln!(
         out,

@@ -117,6 +117,17 @@ pub enum Outcome {
     Unassigned,
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::FollowUp => "follow-up",
+            Outcome::Assigned => "assigned",
+            Outcome::Automated => "automatic mail",
+            Outcome::Unassigned => "unassigned",
+        })
+    }
+}
+
 /// The full decision for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

@@ -144,6 +144,21 @@ pub enum Target {
     Ignore,
 }
 
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Team {
+                team,
+                strategy: Some(strategy),
+            } => write!(f, "team {team} by {strategy}"),
+            Target::Team { team, .. } => write!(f, "team {team}"),
+            Target::Agent(agent) => write!(f, "agent {agent}"),
+            Target::Unassigned => f.write_str("nobody for now (unassigned work)"),
+            Target::Ignore => f.write_str("ignored (not work)"),
+        }
+    }
+}
+
 /// What the evaluation looks at besides the message itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -273,7 +288,7 @@ fn apply(rule: &RuleConfig, routing: &mut Routing) {
     }
 }
 
-fn set<T: PartialEq + fmt::Debug>(
+fn set<T: PartialEq + fmt::Display>(
     slot: &mut Option<Chosen<T>>,
     value: T,
     rule: &str,
@@ -282,12 +297,12 @@ fn set<T: PartialEq + fmt::Debug>(
 ) {
     match slot {
         Some(earlier) if earlier.value != value => explanation.push(format!(
-            "  {what} {value:?} from `{rule}` ignored: `{}` set it first",
+            "  {what} `{value}` from `{rule}` ignored: `{}` set it first",
             earlier.rule
         )),
         Some(_) => {}
         None => {
-            explanation.push(format!("  {what}: {value:?}"));
+            explanation.push(format!("  {what}: {value}"));
             *slot = Some(Chosen {
                 value,
                 rule: rule.to_string(),

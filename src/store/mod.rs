@@ -84,6 +84,15 @@ pub enum ConversationState {
     Closed,
 }
 
+impl std::fmt::Display for ConversationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConversationState::Open => "open",
+            ConversationState::Closed => "closed",
+        })
+    }
+}
+
 /// A thread of messages with one owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -164,6 +173,26 @@ pub enum EventKind {
     Responded,
     /// Two conversations turned out to be one thread and were merged.
     Merged,
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventKind::Assigned => "assigned",
+            EventKind::FollowUp => "follow-up",
+            EventKind::Filed => "filed",
+            EventKind::Left => "left",
+            EventKind::Quarantined => "quarantined",
+            EventKind::Reconciled => "reconciled",
+            EventKind::Reassigned => "reassigned",
+            EventKind::Released => "released",
+            EventKind::Closed => "closed",
+            EventKind::Reopened => "reopened",
+            EventKind::Availability => "availability",
+            EventKind::Responded => "responded",
+            EventKind::Merged => "merged",
+        })
+    }
 }
 
 /// One line of history.
@@ -276,7 +305,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .open()
-            .with_context(|| format!("cannot open the database in {}", dir.display()))?;
+            .map_err(|err| open_error(dir, err))?;
         let tree = |name: &str| {
             db.open_tree(name)
                 .with_context(|| format!("open tree {name}"))
@@ -669,6 +698,23 @@ fn prefix(a: &str) -> Vec<u8> {
     let mut key = a.as_bytes().to_vec();
     key.push(0);
     key
+}
+
+/// Says why the database cannot be opened in words, not as the engine's debug output.
+fn open_error(dir: &Path, err: sled::Error) -> anyhow::Error {
+    let dir = dir.display();
+    match err {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => anyhow::anyhow!(
+            "the database in {dir} is in use by another postroom process that does not answer \
+             on its control socket (state_dir/control.sock); wait for it to finish starting, \
+             or stop it"
+        ),
+        sled::Error::Io(io) => anyhow::anyhow!("cannot open the database in {dir}: {io}"),
+        sled::Error::Corruption { .. } => anyhow::anyhow!(
+            "the database in {dir} is damaged; `postroom rebuild` recreates it from the mailboxes"
+        ),
+        other => anyhow::anyhow!("cannot open the database in {dir}: {other}"),
+    }
 }
 
 /// The member-index key of a message in a conversation.
