@@ -134,3 +134,28 @@ async fn breaches_are_mailed_once_and_a_sent_reply_stops_the_clock() {
         2
     );
 }
+
+/// A `sent_folder` that does not exist (Exchange calls it "Sent Items") is a mistake to report,
+/// not a folder to create: nothing would ever be saved in it.
+#[tokio::test]
+async fn a_misspelt_sent_folder_is_reported_and_not_created() {
+    let smtp = SmtpListener::start().unwrap();
+    let site = Site::new(Flavor::Standard, "sent-typo");
+    configure(&site, &smtp);
+    let mut client = site.client().await;
+    client.create("Sent Itmes").await.unwrap();
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    let out = daemon.output();
+    assert!(
+        out.contains("sent_folder does not exist") && out.contains("Sent Itmes"),
+        "{out}"
+    );
+    client
+        .append("INBOX", &mail("m1@c.example.test", "Hello", None))
+        .await
+        .unwrap();
+    wait_all_filed(&mut client, 1, LIMIT).await.unwrap();
+    let folders = client.list_folders().await.unwrap();
+    assert!(!folders.iter().any(|f| f == "Sent Items"), "{folders:?}");
+}

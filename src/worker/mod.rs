@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::calendar::Calendar;
 use crate::clock::Clock;
@@ -150,6 +150,7 @@ impl Worker {
         }
         self.config = config;
         self.follow_renames(conn).await?;
+        self.check_sent_folder(conn).await?;
         conn.ensure_folders(&self.folders()).await?;
         conn.select(&self.mailbox.inbox).await?;
         info!(mailbox = %self.mailbox.name, "configuration reloaded");
@@ -242,6 +243,7 @@ impl Worker {
         let mut conn =
             Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
         self.follow_renames(&mut conn).await?;
+        self.check_sent_folder(&mut conn).await?;
         let created = conn.ensure_folders(&self.folders()).await?;
         for folder in &created {
             info!(mailbox = %self.mailbox.name, folder, "created folder");
@@ -327,10 +329,47 @@ impl Worker {
         }
     }
 
+    /// A `sent_folder` that does not exist is a typo or a folder Exchange names differently
+    /// (`Sent Items`); creating it would hide the mistake, since nothing is ever saved there. It
+    /// is reported, with the folders that look like one, and not watched this session.
+    async fn check_sent_folder(&mut self, conn: &mut Connection) -> Result<()> {
+        let Some(sent) = self.mailbox.sent_folder.clone() else {
+            return Ok(());
+        };
+        let names = conn.folder_names().await?;
+        if names.contains(&conn.wire_name(&sent)) {
+            return Ok(());
+        }
+        let alike: Vec<String> = names
+            .iter()
+            .map(|n| {
+                n.split('/')
+                    .map(crate::imap::mutf7::decode)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .filter(|n| {
+                let lower = n.to_lowercase();
+                lower.contains("sent") || lower.contains("gesendet") || lower.contains("envoy")
+            })
+            .collect();
+        let hint = match alike.is_empty() {
+            true => "no folder here looks like a sent folder".to_string(),
+            false => format!("folders that look like one: {}", alike.join(", ")),
+        };
+        error!(mailbox = %self.mailbox.name, folder = %sent,
+            "sent_folder does not exist in this mailbox, so replies cannot stop SLA clocks; \
+             fix `sent_folder` and reload ({hint})");
+        self.mailbox.sent_folder = None;
+        Ok(())
+    }
+
     /// Folders this mailbox needs: one per agent of its team, Done, and the automated folder.
+    /// The sent folder is the server's own and is never created.
     fn folders(&self) -> Vec<String> {
         let mut folders: Vec<String> = outlook::managed_folders(&self.mailbox, &self.config)
             .into_iter()
+            .filter(|m| m.role != outlook::Role::Sent)
             .map(|m| m.folder)
             .collect();
         // Folders rules file into must exist before the first MOVE, or the move would fail.
