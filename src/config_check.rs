@@ -727,6 +727,13 @@ fn check_escalation_refs(config: &Config, report: &mut Report<'_>) {
             let hint = "the local time on the team's calendar, such as digest = \"08:30\"";
             report.add(format!("team[{i}].digest"), message, hint);
         }
+        if team.digest.is_some() && team.calendar.is_none() {
+            report.add(
+                format!("team[{i}].digest"),
+                "a digest needs the team's calendar: it goes out on business days only",
+                "set `calendar` on this team (a calendar with `always = true` for every day)",
+            );
+        }
     }
     for (i, mailbox) in config.mailboxes.iter().enumerate() {
         if let Some(after) = &mailbox.unassigned_alert_after {

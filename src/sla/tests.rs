@@ -449,7 +449,7 @@ fn bug_21_reminders_only_while_breached_and_running() {
 fn a_bad_reminder_or_digest_time_is_named_with_key_line_and_fix() {
     let problems = Config::parse(&valid_config(
         "",
-        "digest = \"8.30\"",
+        "digest = \"8.30\"\ncalendar = \"office\"",
         "reminder = \"9am\"\n",
     ))
     .unwrap_err();
@@ -457,9 +457,19 @@ fn a_bad_reminder_or_digest_time_is_named_with_key_line_and_fix() {
         problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert_eq!(
         found,
-        [("team[0].digest", Some(17)), ("sla[0].reminder", Some(32))]
+        [("team[0].digest", Some(17)), ("sla[0].reminder", Some(33))]
     );
     assert!(problems[1].message.contains("`9am` is not a time of day"));
     assert!(problems[1].hint.contains("reminder = \"09:00\""));
     assert!(problems[0].hint.contains("digest = \"08:30\""));
+}
+
+#[test]
+fn a_digest_needs_the_team_calendar() {
+    let problems = Config::parse(&valid_config("", "digest = \"08:30\"", "")).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "team[0].digest");
+    assert!(problems[0].message.contains("needs the team's calendar"));
+    let fixed = valid_config("", "digest = \"08:30\"\ncalendar = \"office\"", "");
+    assert!(Config::parse(&fixed).is_ok());
 }
