@@ -175,6 +175,54 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn conversation(first: Option<&str>, since: Option<&str>, open: bool) -> Conversation {
+        let started = at("2025-03-10T08:00:00Z");
+        Conversation {
+            id: "c1".into(),
+            mailbox: "support".into(),
+            owner: None,
+            state: if open {
+                ConversationState::Open
+            } else {
+                ConversationState::Closed
+            },
+            started,
+            last_message: started,
+            messages: 1,
+            subject: String::new(),
+            from: None,
+            closed_at: None,
+            first_response_at: first.map(at),
+            first_response_by: None,
+            last_response_at: first.map(at),
+            waiting_since: since.map(at),
+            sla: None,
+            tags: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_open_conversations_waiting_for_an_answer_are_looked_at() {
+        let answered = Some("2025-03-10T09:00:00Z");
+        let follow_up = Some("2025-03-11T09:15:00Z");
+        let cases = [
+            (
+                conversation(None, Some("2025-03-10T08:00:00Z"), true),
+                Some(Waiting::First),
+            ),
+            (conversation(None, None, false), None),
+            (conversation(answered, None, true), None),
+            (
+                conversation(answered, follow_up, true),
+                Some(Waiting::Next(at("2025-03-11T09:15:00Z"))),
+            ),
+        ];
+        for (conv, expected) in cases {
+            assert_eq!(waiting(&conv), expected, "{conv:?}");
+        }
+    }
+
     #[test]
     fn a_flag_counts_only_for_a_running_clock_and_a_message_it_waits_on() {
         let since = at("2025-03-11T09:15:00Z");
