@@ -238,6 +238,15 @@ pub struct MailboxConfig {
     /// Business time a conversation may wait without an owner before the team's leads are
     /// alerted, such as `"30m"`; no alert when unset.
     pub unassigned_alert_after: Option<String>,
+    /// Whether the `\Answered` flag Outlook sets on a message it replied to counts as a
+    /// response while no reply was found in the sent folder. A hint, not proof, so it can be
+    /// turned off; on by default because many sites never see delegates' replies in Sent Items.
+    #[serde(default = "default_true")]
+    pub answered_flag: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_inbox() -> String {
@@ -327,6 +336,10 @@ pub struct TeamConfig {
     /// plain addresses.
     #[serde(default)]
     pub leads: Vec<String>,
+    /// A local time of day, `"HH:MM"` on the team's calendar, at which the leads get one digest
+    /// of the team's warned and breached conversations per business day, instead of single
+    /// escalation mails; off when unset.
+    pub digest: Option<String>,
 }
 
 /// `[[agent]]`: a person.

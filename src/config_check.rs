@@ -247,6 +247,9 @@ fn unknown_key_hint(key: &str) -> String {
         "sla",
         "leads",
         "unassigned_alert_after",
+        "reminder",
+        "digest",
+        "answered_flag",
         "smtp",
         "token_command",
         "from",
@@ -717,6 +720,19 @@ fn check_escalation_refs(config: &Config, report: &mut Report<'_>) {
                     "list agent ids that have `email`, or plain addresses",
                 );
             }
+        }
+    }
+    for (i, team) in config.teams.iter().enumerate() {
+        if let Some(Err(message)) = team.digest.as_deref().map(crate::sla::TimeOfDay::parse) {
+            let hint = "the local time on the team's calendar, such as digest = \"08:30\"";
+            report.add(format!("team[{i}].digest"), message, hint);
+        }
+        if team.digest.is_some() && team.calendar.is_none() {
+            report.add(
+                format!("team[{i}].digest"),
+                "a digest needs the team's calendar: it goes out on business days only",
+                "set `calendar` on this team (a calendar with `always = true` for every day)",
+            );
         }
     }
     for (i, mailbox) in config.mailboxes.iter().enumerate() {

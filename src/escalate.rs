@@ -17,7 +17,15 @@
 //! Message-ID) are sent again on the next tick: plain SMTP cannot do better without the server's
 //! help, so a lead may, rarely, see the same message twice, never two different ones.
 //!
+//! Two kinds of mail go out once a day rather than once per level ([`daily`]): a policy's
+//! `reminder` about a breached clock still running, keyed `<conversation>/<clock>/reminder-<date>`,
+//! and a team's `digest` to its leads, keyed `digest/<team>/<date>`. While a team has a digest,
+//! single mails to its leads are left out; a level that then has nobody left to mail is still
+//! recorded in the outbox (as skipped), so it is never sent later when the digest is turned off.
+//!
 //! What is sent is decided on the [`Clock`], so tests drive it with a manual one.
+
+mod daily;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +40,7 @@ use crate::calendar::{Calendar, CalendarConfig};
 use crate::clock::Clock;
 use crate::config::{Config, MailboxConfig, TeamConfig};
 use crate::notify::{self, Mailer, Notice, NoticeKind, Origin, SendError, LOGIN_REFUSED};
-use crate::sla::{self, DueLevel, Leg, Level, Policy, Recipient, Target};
+use crate::sla::{self, DueLevel, Leg, Level, Policy, Recipient, Target, TimeOfDay};
 use crate::store::{Conversation, ConversationState, OutboxMail, OutboxState, Store};
 
 /// How often conversations are checked by default (`[daemon] sla_check_secs`). SLA budgets are
@@ -77,6 +85,8 @@ pub struct Escalator {
     policies: BTreeMap<String, Policy>,
     calendars: BTreeMap<String, Calendar>,
     always: Calendar,
+    /// Teams with a daily digest, by name, with its time of day.
+    digests: BTreeMap<String, TimeOfDay>,
 }
 
 impl Escalator {
@@ -114,6 +124,14 @@ impl Escalator {
         };
         let always = Calendar::from_config(&always)
             .map_err(|p| anyhow::anyhow!("the built-in 24/7 calendar: {}", problems(&p)))?;
+        let mut digests = BTreeMap::new();
+        for team in &config.teams {
+            if let Some(text) = &team.digest {
+                let time = TimeOfDay::parse(text)
+                    .map_err(|e| anyhow::anyhow!("team {}: digest: {e}", team.name))?;
+                digests.insert(team.name.clone(), time);
+            }
+        }
         Ok(Escalator {
             config,
             store,
@@ -123,6 +141,7 @@ impl Escalator {
             policies,
             calendars,
             always,
+            digests,
         })
     }
 
@@ -170,6 +189,7 @@ impl Escalator {
                 }
             }
         }
+        queued += self.enqueue_digests(now)?;
         Ok(queued)
     }
 
@@ -195,6 +215,14 @@ impl Escalator {
                     planned
                         .push(self.planned_level(conv, &tag, &leg, level, deadline, calendar, now));
                 }
+                let view = daily::ClockView {
+                    policy,
+                    calendar,
+                    tag: &tag,
+                    leg,
+                    breach_at: eval.breach_at,
+                };
+                planned.extend(self.planned_reminder(conv, &view, now)?);
             }
         }
         if let Some(alert) = self.unassigned_alert(conv, mailbox, team, now)? {
@@ -327,11 +355,17 @@ impl Escalator {
     }
 
     /// Formats and stores one mail. A mail nobody can receive is stored as failed, so the
-    /// problem is logged once rather than on every tick.
+    /// problem is logged once rather than on every tick; one whose only reader is a lead who
+    /// gets the daily digest is stored as skipped.
     fn enqueue(&self, conv: &Conversation, planned: Planned, now: DateTime<Utc>) -> Result<bool> {
-        let to = self.addresses(conv, &planned.to);
+        // The digest lists warned and breached clocks; an unowned conversation is news now.
+        let digest = planned.notice.kind != NoticeKind::Unassigned && self.digest_covers(conv);
+        let (to, left_out) = self.addresses(conv, &planned.to, digest);
         let message_id = self.origin.new_message_id(&conv.id, now);
-        let (raw, state) = if to.is_empty() {
+        let (raw, state) = if to.is_empty() && left_out {
+            let reason = "the team's leads hear of it in their daily digest".to_string();
+            (Vec::new(), OutboxState::Skipped { reason })
+        } else if to.is_empty() {
             let reason = "nobody to send it to: no owner email and no team leads".to_string();
             (Vec::new(), OutboxState::Failed { reason })
         } else {
@@ -362,21 +396,45 @@ impl Escalator {
 
     /// The addresses for a level's recipients. The owner falls back to the leads when the
     /// conversation has no owner or the owner has no address, so a warning is never lost.
-    fn addresses(&self, conv: &Conversation, to: &[Recipient]) -> Vec<String> {
+    /// With `digest`, the leads are left out (they get the daily digest); the flag returned
+    /// says whether anyone was.
+    fn addresses(
+        &self,
+        conv: &Conversation,
+        to: &[Recipient],
+        digest: bool,
+    ) -> (Vec<String>, bool) {
         let mut out = Vec::new();
+        let mut leads = false;
         for recipient in to {
             match recipient {
                 Recipient::Owner => match self.owner_address(conv) {
                     Some(address) => out.push(address),
-                    None => out.extend(self.lead_addresses(conv)),
+                    None => leads = true,
                 },
-                Recipient::Lead => out.extend(self.lead_addresses(conv)),
+                Recipient::Lead => leads = true,
                 Recipient::Address(address) => out.push(address.clone()),
             }
         }
+        let lead_addresses = if leads {
+            self.lead_addresses(conv)
+        } else {
+            Vec::new()
+        };
+        let left_out = digest && !lead_addresses.is_empty();
+        if !digest {
+            out.extend(lead_addresses);
+        }
         out.sort();
         out.dedup();
-        out
+        (out, left_out)
+    }
+
+    /// True when the team working the conversation's mailbox has a daily digest.
+    fn digest_covers(&self, conv: &Conversation) -> bool {
+        self.config
+            .mailbox(&conv.mailbox)
+            .is_some_and(|m| self.digests.contains_key(&m.team))
     }
 
     fn owner_address(&self, conv: &Conversation) -> Option<String> {
@@ -389,7 +447,11 @@ impl Escalator {
             .config
             .mailbox(&conv.mailbox)
             .and_then(|m| self.config.team(&m.team));
-        let Some(team) = team else { return Vec::new() };
+        team.map(|t| self.team_lead_addresses(t))
+            .unwrap_or_default()
+    }
+
+    fn team_lead_addresses(&self, team: &TeamConfig) -> Vec<String> {
         team.leads
             .iter()
             .filter_map(|lead| match self.config.agent(lead) {
@@ -491,6 +553,7 @@ fn log_enqueued(mail: &OutboxMail) {
             key = %mail.key, conversation = %mail.conversation, %reason,
             "escalation cannot be sent"
         ),
+        OutboxState::Skipped { reason } => debug!(key = %mail.key, %reason, "escalation skipped"),
         _ => debug!(key = %mail.key, message_id = %mail.message_id, "escalation queued"),
     }
 }
@@ -514,6 +577,7 @@ fn log_outcome(mail: &OutboxMail) {
             key = %mail.key, conversation = %mail.conversation, %reason,
             "escalation refused by the SMTP server, giving up"
         ),
+        OutboxState::Skipped { .. } => {}
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`explain`]: runs a decision on a message file and prints the reasoning.
 //! - [`intake`]: decides one message (or re-finds its decision) and records it before any move.
 //! - [`store`]: sled behind a narrow API; every decision is recorded before the mailbox changes.
-//! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth.
+//! - [`outlook`]: what people do in Outlook (drags between folders) becomes the store's truth;
+//!   [`answered`] takes Outlook's `\Answered` flag as a hint that the team responded.
 //! - [`sla`] on [`calendar`]: pure SLA clocks in business time: deadlines, warnings, due levels.
 //! - [`worker`]: one task per mailbox running catch-up and IDLE: fetch, decide, record, move.
 //! - [`escalate`] with [`notify`]: the periodic SLA tick turns due levels into mails in the
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answered;
 pub mod assign;
 pub mod calendar;
 pub mod cli;

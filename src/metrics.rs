@@ -292,6 +292,7 @@ impl Snapshot {
                 OutboxState::Pending => &self.outbox,
                 OutboxState::Sent => &self.sent,
                 OutboxState::Failed { .. } => &self.failed,
+                OutboxState::Skipped { .. } => continue,
             };
             family.get_or_create(&label).inc();
         }

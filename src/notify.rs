@@ -14,6 +14,7 @@
 //! Message-ID but leaves References alone), and a subject token `[postroom c12]` naming the
 //! conversation.
 
+mod digest;
 mod smtp;
 
 use std::time::SystemTime;
@@ -26,6 +27,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 
 use crate::message::{one_line, Automated, Envelope};
+pub use digest::{build_digest, digest_subject, Digest};
 pub use smtp::{Mailer, SendError, LOGIN_REFUSED};
 
 /// The first label of the domain of every Message-ID we generate.
@@ -50,6 +52,11 @@ pub enum NoticeKind {
     },
     /// Nobody has taken the conversation.
     Unassigned,
+    /// The daily reminder about a breached clock that is still running.
+    Reminder {
+        /// Business time since the deadline.
+        overdue: Duration,
+    },
 }
 
 /// Everything one escalation mail says. Text fields may hold anything a customer wrote.
@@ -129,6 +136,7 @@ pub fn subject(notice: &Notice) -> String {
         NoticeKind::Breach { level: 0 } => format!("{} overdue", notice.clock),
         NoticeKind::Breach { level } => format!("{} overdue (level {})", notice.clock, level + 1),
         NoticeKind::Unassigned => "waiting without an owner".to_string(),
+        NoticeKind::Reminder { .. } => format!("reminder: {} still overdue", notice.clock),
     };
     let token = one_line(&notice.conversation);
     format!("{SUBJECT_TOKEN}{token}] {what}: {quoted}")
@@ -142,10 +150,23 @@ pub fn build(
     message_id: &str,
     date: DateTime<Utc>,
 ) -> Result<Vec<u8>> {
+    let body = MultiPart::alternative_plain_html(text_body(notice), html_body(notice));
+    assemble(&subject(notice), body, origin, to, message_id, date)
+}
+
+/// The headers every mail of ours carries, around `body`. `subject` must already be one line.
+fn assemble(
+    subject: &str,
+    body: MultiPart,
+    origin: &Origin,
+    to: &[String],
+    message_id: &str,
+    date: DateTime<Utc>,
+) -> Result<Vec<u8>> {
     let from_address = origin.address.parse().context("the [smtp] from address")?;
     let mut builder = Message::builder()
         .from(Mailbox::new(Some(one_line(&origin.name)), from_address))
-        .subject(subject(notice))
+        .subject(subject)
         .message_id(Some(format!("<{message_id}>")))
         .references(format!("<{message_id}>"))
         .date(SystemTime::from(date))
@@ -160,7 +181,6 @@ pub fn build(
             .with_context(|| format!("recipient `{}`", one_line(address)))?;
         builder = builder.to(Mailbox::new(None, mailbox));
     }
-    let body = MultiPart::alternative_plain_html(text_body(notice), html_body(notice));
     let message = builder
         .multipart(body)
         .context("build the escalation mail")?;
@@ -171,7 +191,7 @@ fn fixed_header(name: &'static str, value: &str) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
 }
 
-/// The facts of a notice as (label, value) lines, shared by both parts.
+/// The facts of a notice as (label, value) lines, shared by both parts and by the digest.
 fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
     let when = |t: DateTime<Utc>| {
         t.with_timezone(&notice.timezone)
@@ -179,10 +199,10 @@ fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
     };
     let deadline_label = match notice.kind {
         NoticeKind::Warning => "Deadline",
-        NoticeKind::Breach { .. } => "Deadline was",
+        NoticeKind::Breach { .. } | NoticeKind::Reminder { .. } => "Deadline was",
         NoticeKind::Unassigned => "Alert due",
     };
-    vec![
+    let mut facts = vec![
         ("Mailbox", one_line(&notice.mailbox)),
         ("Conversation", one_line(&notice.conversation)),
         (
@@ -197,7 +217,11 @@ fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
         ("Waiting since", when(notice.started).to_string()),
         ("Business time used", business_time(notice.age)),
         (deadline_label, when(notice.deadline).to_string()),
-    ]
+    ];
+    if let NoticeKind::Reminder { overdue } = notice.kind {
+        facts.push(("Overdue by (business time)", business_time(overdue)));
+    }
+    facts
 }
 
 fn headline(notice: &Notice) -> String {
@@ -215,6 +239,13 @@ fn headline(notice: &Notice) -> String {
         NoticeKind::Unassigned => "This conversation is waiting without an owner. Please \
              assign it by moving it into an agent's folder under Assigned."
             .to_string(),
+        NoticeKind::Reminder { overdue } => format!(
+            "Reminder: the {} deadline for this conversation passed {} of business time ago \
+             and it is still unanswered. Please make sure someone answers it today, or \
+             reassign it in Outlook by moving it to another agent's folder.",
+            notice.clock,
+            business_time(overdue)
+        ),
     }
 }
 

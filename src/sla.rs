@@ -8,13 +8,15 @@
 //! [`crate::clock`]. Nothing here reads a clock, the store, IMAP or SMTP; sending and
 //! de-duplicating the mails (one per conversation and [`Level::key`]) is the caller's job.
 
+mod daily;
 mod parse;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::calendar::{Calendar, CalendarError};
 use crate::config::{MailboxConfig, Problem, TeamConfig};
+pub use daily::{local_date, reminder_due, slot_due, TimeOfDay};
 pub use parse::{parse_duration, parse_percent, Percent, MAX_BUDGET_SECS};
 
 /// `[[sla]]`: a promise to customers, counted in business time.
@@ -35,6 +37,9 @@ pub struct SlaConfig {
     /// Escalation levels after a breach; one level to the team lead at breach if none is given.
     #[serde(default, rename = "escalation")]
     pub escalations: Vec<EscalationConfig>,
+    /// A local time of day, `"HH:MM"` on the policy's calendar, at which a breached clock that
+    /// is still running is reminded of once per business day; no reminders when unset.
+    pub reminder: Option<String>,
 }
 
 /// `[[sla.escalation]]`: who hears about a breach, and when.
@@ -89,6 +94,8 @@ pub struct Policy {
     pub calendar: Option<String>,
     /// Levels after breach, in the order written; never empty.
     pub escalations: Vec<Escalation>,
+    /// The daily reminder's local time of day, if reminders are on.
+    pub reminder: Option<TimeOfDay>,
 }
 
 /// Which clock of a conversation is meant.
@@ -188,6 +195,12 @@ impl Policy {
                 .ok()
         });
         let escalations = escalations(&config.escalations, &mut problems);
+        let reminder = config.reminder.as_ref().and_then(|text| {
+            let hint = "the local time on the policy's calendar, such as reminder = \"09:00\"";
+            TimeOfDay::parse(text)
+                .map_err(|msg| problems.push(problem("reminder", msg, hint)))
+                .ok()
+        });
         match first_response {
             Some(first_response) if problems.is_empty() => Ok(Policy {
                 name: config.name.clone(),
@@ -197,6 +210,7 @@ impl Policy {
                 warn_at,
                 calendar: config.calendar.clone(),
                 escalations,
+                reminder,
             }),
             _ => Err(problems),
         }
@@ -287,6 +301,30 @@ impl Policy {
             }
         }
         Ok(due)
+    }
+
+    /// The local date whose daily reminder about `leg` may go out at `now`: reminders are on,
+    /// the clock is breached and still running, and [`reminder_due`] allows it. `last_mail` is
+    /// when the latest escalation mail about this clock was queued, if any.
+    pub fn reminder_due(
+        &self,
+        calendar: &Calendar,
+        leg: &Leg,
+        last_mail: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<NaiveDate>, CalendarError> {
+        let Some(time) = self.reminder else {
+            return Ok(None);
+        };
+        let Some(eval) = self.evaluate(calendar, leg, now)? else {
+            return Ok(None);
+        };
+        let running = leg.stopped.is_none_or(|at| at > now);
+        if eval.state != State::Breached || !running {
+            return Ok(None);
+        }
+        let news = last_mail.map_or(eval.breach_at, |at| at.max(eval.breach_at));
+        Ok(reminder_due(calendar, time, news, now))
     }
 
     /// The next instant after `now` at which [`Policy::levels_due`] may grow: a warning or

@@ -21,6 +21,7 @@ use postroom_testkit::SmtpListener;
 const LEAD: &str = "nina.lead@ourco.example.test";
 const ALICE: &str = "alice@ourco.example.test";
 const PASSWORD: &str = "Corr3ct-Horse!";
+const BOSS: &str = "boss@ourco.example.test";
 
 fn utc(text: &str) -> DateTime<Utc> {
     text.parse().expect("a test instant")
@@ -172,6 +173,19 @@ first_response = "4h"
 name = "warned"
 first_response = "4h"
 warn_at = "75%"
+
+[[sla]]
+name = "reminded"
+first_response = "4h"
+reminder = "09:00"
+
+[[sla.escalation]]
+after = "0m"
+to = ["lead"]
+
+[[sla.escalation]]
+after = "8h"
+to = ["owner", "{BOSS}"]
 
 [smtp]
 host = "127.0.0.1"
@@ -563,6 +577,74 @@ async fn a_french_subject_from_the_field_case_decodes_exactly() {
     assert!(postroom::notify::is_own_mail(
         &postroom::message::parse(data.as_bytes(), None).unwrap()
     ));
+}
+
+#[tokio::test]
+async fn reminders_follow_the_latest_level_and_stop_at_the_response() {
+    let rig = Rig::new();
+    let (store, escalator) = rig.open();
+    let conv = conversation(
+        &store,
+        "Still broken",
+        "k@customer.test",
+        Some("alice"),
+        Some("reminded"),
+    );
+    // Half-hour ticks from Friday 15:00 to Thursday 10:00, when the team answers.
+    let answered = utc("2025-03-13T09:00:00Z");
+    while rig.clock.now() < answered {
+        rig.clock.advance(Duration::minutes(30));
+        escalator.tick().await.unwrap();
+    }
+    let event = Event {
+        at: answered,
+        kind: EventKind::Responded,
+        mailbox: "support".into(),
+        conversation: None,
+        identity: None,
+        agent: None,
+        detail: "reply in Sent Items".into(),
+    };
+    store.record_response(&conv, answered, event).unwrap();
+    for _ in 0..48 {
+        rig.clock.advance(Duration::minutes(30));
+        escalator.tick().await.unwrap();
+    }
+
+    let got: Vec<(i64, String, Vec<String>)> = rig
+        .parsed()
+        .iter()
+        .zip(rig.listener.deliveries())
+        .map(|(m, d)| {
+            let what = m.subject().unwrap().split(": ").next().unwrap().to_string();
+            (m.date().unwrap().to_timestamp(), what, d.recipients)
+        })
+        .collect();
+    let lead = vec![LEAD.to_string()];
+    let level_two = vec![ALICE.to_string(), BOSS.to_string()];
+    let token = format!("[postroom {conv}]");
+    let expected = [
+        ("2025-03-10T10:00:00Z", "first response overdue", &lead),
+        ("2025-03-11T08:00:00Z", "reminder", &lead),
+        (
+            "2025-03-11T10:00:00Z",
+            "first response overdue (level 2)",
+            &level_two,
+        ),
+        ("2025-03-12T08:00:00Z", "reminder", &level_two),
+        ("2025-03-13T08:00:00Z", "reminder", &level_two),
+    ];
+    let expected: Vec<(i64, String, Vec<String>)> = expected
+        .iter()
+        .map(|(at, what, to)| {
+            (
+                utc(at).timestamp(),
+                format!("{token} {what}"),
+                (*to).clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
 }
 
 /// Collects everything a tracing subscriber writes.

@@ -433,6 +433,7 @@ fn tiny() -> report::Report {
         from: Some("a@example.com".into()),
         closed_at: None,
         first_response_at: None,
+        first_response_by: None,
         last_response_at: None,
         waiting_since: Some(t("2025-03-03T09:00:00Z")),
         sla: Some("standard".into()),

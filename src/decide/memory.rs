@@ -143,6 +143,7 @@ pub fn new_conversation(
         from: None,
         closed_at: None,
         first_response_at: None,
+        first_response_by: None,
         last_response_at: None,
         waiting_since: Some(at),
         sla: None,

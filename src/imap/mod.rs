@@ -509,25 +509,7 @@ impl Connection {
     /// Message-IDs of every message in the selected folder, by UID: the cheap listing that
     /// reconciliation compares with the store.
     pub async fn message_ids(&mut self) -> Result<Vec<(u32, Option<String>)>> {
-        let query = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
-        let fetches = command!(self, "UID FETCH (MESSAGE-ID)", async {
-            self.session
-                .uid_fetch("1:*", query)
-                .await?
-                .try_collect::<Vec<Fetch>>()
-                .await
-        })?;
-        Ok(fetches
-            .iter()
-            .filter_map(|f| {
-                let uid = f.uid?;
-                let header = f.header().map(String::from_utf8_lossy).unwrap_or_default();
-                let id = header
-                    .split_once(':')
-                    .and_then(|(_, v)| crate::message::clean_id(&v.replace(['\r', '\n'], " ")));
-                Some((uid, id))
-            })
-            .collect())
+        self.message_ids_in("1:*").await
     }
 
     /// NOOP: a cheap way to hear pending news and prove the connection lives. Fails with
@@ -721,6 +703,8 @@ pub fn uid_set(uids: &[u32]) -> String {
     }
     parts.join(",")
 }
+
+mod search;
 
 #[cfg(test)]
 mod tests {

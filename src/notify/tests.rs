@@ -185,3 +185,76 @@ fn html_escapes_all_five() {
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
 }
+
+#[test]
+fn a_reminder_says_so_and_how_long_it_is_overdue() {
+    let n = Notice {
+        kind: NoticeKind::Reminder {
+            overdue: Duration::minutes(8 * 60 + 5),
+        },
+        ..notice("Hi", "a@b.test")
+    };
+    assert_eq!(
+        subject(&n),
+        "[postroom c7] reminder: first response still overdue: Hi"
+    );
+    let text = text_body(&n);
+    assert!(
+        text.starts_with("Reminder: the first response deadline"),
+        "{text}"
+    );
+    assert!(
+        text.contains("passed 8h 05m of business time ago"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Overdue by (business time): 8h 05m"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_digest_lists_each_conversation_inert_and_encoded() {
+    let evil = "Printer down\r\nBcc: attacker@evil.example.test\r\n\r\n<b>fake body</b>";
+    let french = "Livraison retardée. Arrivée prévue : 5 août, 11h48";
+    let digest = Digest {
+        team: "support".into(),
+        date: "2025-03-11".parse().unwrap(),
+        entries: vec![
+            notice(
+                evil,
+                "Eve <script>alert(1)</script> <eve@customer-n.example.test>",
+            ),
+            Notice {
+                kind: NoticeKind::Warning,
+                conversation: "c9".into(),
+                ..notice(french, "rene@customer-o.example.test")
+            },
+        ],
+    };
+    let origin = origin();
+    let at = "2025-03-11T07:30:00Z".parse().unwrap();
+    let id = origin.new_message_id("digest-support", at);
+    let to = vec!["nina.lead@ourco.example.test".to_string()];
+    let raw = build_digest(&digest, &origin, &to, &id, at).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let head = &text[..text.find("\r\n\r\n").unwrap()];
+    assert!(!head.to_ascii_lowercase().contains("\r\nbcc:"), "{head}");
+    let env = parsed(&raw);
+    assert_eq!(
+        env.subject,
+        "[postroom digest] support: 2 conversations need attention on Tue 2025-03-11"
+    );
+    assert!(is_own_mail(&env), "a digest coming back is ours");
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let plain = message.body_text(0).unwrap();
+    assert!(plain.contains("1. first response overdue"), "{plain}");
+    assert!(plain.contains("2. first response due soon"), "{plain}");
+    assert!(plain.contains(&format!("Subject: {french}")), "{plain}");
+    assert!(
+        plain.contains("Subject: Printer down Bcc: attacker@evil.example.test <b>fake body</b>")
+    );
+    let html = message.body_html(0).unwrap();
+    assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+}

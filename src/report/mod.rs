@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::sla::{Leg, State, Target};
-use crate::store::{Conversation, ConversationState, Event, Store};
+use crate::store::{Conversation, ConversationState, Event, ResponseSource, Store};
 pub use clocks::{Clocks, Standing, ALWAYS};
 use history::History;
 pub use stats::{human, percentile, Bucket, Distribution};
@@ -148,6 +148,10 @@ pub struct FirstResponse {
     pub business: Distribution,
     /// Started in the window, not answered yet.
     pub unanswered: u64,
+    /// Of those answered, how many only as far as Outlook's `\Answered` flag tells (no reply
+    /// found in the sent folder): a hint, not proof.
+    #[serde(default)]
+    pub answered_by_flag: u64,
 }
 
 /// One agent's workload.
@@ -360,10 +364,16 @@ fn first_response(
         .iter()
         .filter(|c| window.contains(c.started) && c.first_response_at.is_none())
         .count() as u64;
+    let answered_by_flag = conversations
+        .iter()
+        .filter(|c| answered.contains_key(&c.id))
+        .filter(|c| c.first_response_by == Some(ResponseSource::AnsweredFlag))
+        .count() as u64;
     FirstResponse {
         elapsed: Distribution::of(&mut elapsed),
         business: Distribution::of(&mut business),
         unanswered,
+        answered_by_flag,
     }
 }
 

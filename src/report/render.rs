@@ -82,6 +82,12 @@ pub fn csv(report: &Report) -> String {
         "unanswered",
         fr.unanswered.to_string(),
     );
+    row(
+        "first_response",
+        "all",
+        "answered_by_flag",
+        fr.answered_by_flag.to_string(),
+    );
     for a in &report.agents {
         row("agent", &a.agent, "assigned", a.assigned.to_string());
         row("agent", &a.agent, "open", a.open.to_string());
@@ -254,8 +260,8 @@ fn write_table(out: &mut String, r: &Report) -> std::fmt::Result {
     let fr = &r.first_response;
     writeln!(
         out,
-        "\nfirst response ({} answered, {} unanswered):",
-        fr.elapsed.count, fr.unanswered
+        "\nfirst response ({} answered, {} of them by the \\Answered flag only; {} unanswered):",
+        fr.elapsed.count, fr.answered_by_flag, fr.unanswered
     )?;
     for (label, d) in [("elapsed", &fr.elapsed), ("business", &fr.business)] {
         let f = |v: Option<i64>| v.map(human).unwrap_or_else(|| "-".into());

@@ -409,3 +409,67 @@ fn a_misspelt_calendar_key_is_refused_with_a_suggestion() {
     assert_eq!(problems[0].line, Some(37));
     assert!(problems[0].hint.contains("`holidays`"), "{:?}", problems[0]);
 }
+
+#[test]
+fn bug_21_reminders_only_while_breached_and_running() {
+    let cal = berlin_office();
+    let sla = policy("name = \"std\"\nfirst_response = \"4h\"\nreminder = \"09:00\"\n");
+    // Friday 15:00 arrival, breach Monday 11:00, breach mail queued 11:00.
+    let leg = first("2025-03-07T15:00:00+01:00", None);
+    let mail = Some(at("2025-03-10T11:00:00+01:00"));
+    let due = |leg: &Leg, now: &str| sla.reminder_due(&cal, leg, mail, at(now)).unwrap();
+    assert_eq!(due(&leg, "2025-03-10T11:00:00+01:00"), None);
+    assert_eq!(due(&leg, "2025-03-11T08:59:00+01:00"), None);
+    let tuesday = "2025-03-11".parse().ok();
+    assert_eq!(due(&leg, "2025-03-11T09:00:00+01:00"), tuesday);
+    // Not breached yet on a later morning's slot: a clock that started on Monday 16:00.
+    let young = first("2025-03-10T16:00:00+01:00", None);
+    assert_eq!(due(&young, "2025-03-11T09:00:00+01:00"), None);
+    // The reply on Wednesday 10:30 ends the reminders; a later stop does not yet.
+    let answered = first(
+        "2025-03-07T15:00:00+01:00",
+        Some("2025-03-12T10:30:00+01:00"),
+    );
+    assert_eq!(due(&answered, "2025-03-13T09:00:00+01:00"), None);
+    assert_eq!(
+        due(&answered, "2025-03-12T09:00:00+01:00"),
+        "2025-03-12".parse().ok()
+    );
+    // A policy without `reminder` never reminds.
+    let plain = policy(FOUR_HOURS);
+    assert_eq!(
+        plain
+            .reminder_due(&cal, &leg, mail, at("2025-03-11T09:00:00+01:00"))
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_bad_reminder_or_digest_time_is_named_with_key_line_and_fix() {
+    let problems = Config::parse(&valid_config(
+        "",
+        "digest = \"8.30\"\ncalendar = \"office\"",
+        "reminder = \"9am\"\n",
+    ))
+    .unwrap_err();
+    let found: Vec<(&str, Option<usize>)> =
+        problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        found,
+        [("team[0].digest", Some(17)), ("sla[0].reminder", Some(33))]
+    );
+    assert!(problems[1].message.contains("`9am` is not a time of day"));
+    assert!(problems[1].hint.contains("reminder = \"09:00\""));
+    assert!(problems[0].hint.contains("digest = \"08:30\""));
+}
+
+#[test]
+fn a_digest_needs_the_team_calendar() {
+    let problems = Config::parse(&valid_config("", "digest = \"08:30\"", "")).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "team[0].digest");
+    assert!(problems[0].message.contains("needs the team's calendar"));
+    let fixed = valid_config("", "digest = \"08:30\"\ncalendar = \"office\"", "");
+    assert!(Config::parse(&fixed).is_ok());
+}

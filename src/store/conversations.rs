@@ -61,17 +61,30 @@ impl Store {
         })
     }
 
-    /// Records a response from the team at `at`: the first one stops the first-response clock,
-    /// and any one ends the current wait for an answer.
+    /// Records a response from the team at `at`, found in the sent folder: the first one stops
+    /// the first-response clock, and any one ends the current wait for an answer.
     pub fn record_response(
         &self,
         conversation: &str,
         at: DateTime<Utc>,
         event: Event,
     ) -> Result<()> {
+        self.record_response_by(conversation, at, ResponseSource::SentFolder, event)
+    }
+
+    /// Records a response learnt of through `source`. The earliest response is the first one,
+    /// whichever way it was learnt of, and its source is kept with it.
+    pub fn record_response_by(
+        &self,
+        conversation: &str,
+        at: DateTime<Utc>,
+        source: ResponseSource,
+        event: Event,
+    ) -> Result<()> {
         self.update_conversation(conversation, event, |conv, _| {
             if conv.first_response_at.is_none_or(|first| at < first) {
                 conv.first_response_at = Some(at);
+                conv.first_response_by = Some(source);
             }
             conv.last_response_at = Some(conv.last_response_at.map_or(at, |last| last.max(at)));
             if conv.waiting_since.is_some_and(|since| since <= at) {

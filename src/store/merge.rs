@@ -84,7 +84,15 @@ pub(super) fn fold(
     kept.started = kept.started.min(gone.started);
     kept.last_message = kept.last_message.max(gone.last_message);
     kept.messages += gone.messages;
-    kept.first_response_at = earliest(kept.first_response_at, gone.first_response_at);
+    let gone_answered_first = match (kept.first_response_at, gone.first_response_at) {
+        (Some(k), Some(g)) => g < k,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if gone_answered_first {
+        kept.first_response_at = gone.first_response_at;
+        kept.first_response_by = gone.first_response_by;
+    }
     kept.last_response_at = kept.last_response_at.max(gone.last_response_at);
     let answered = kept.last_response_at;
     kept.waiting_since = [kept.waiting_since, gone.waiting_since]
@@ -136,13 +144,6 @@ pub(super) fn fold(
     put_json(trees.conversations, kept.id.as_bytes(), &kept)?;
     trees.realign.insert(pair(&kept.mailbox, &kept.id), &[])?;
     put_event(trees.events, &event)
-}
-
-fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 impl Store {

@@ -120,6 +120,10 @@ pub struct Conversation {
     /// When the team first answered (a reply in the sent folder), if it has.
     #[serde(default)]
     pub first_response_at: Option<DateTime<Utc>>,
+    /// How postroom learnt of that first response; `None` (records written before this was
+    /// kept) means the sent folder.
+    #[serde(default)]
+    pub first_response_by: Option<ResponseSource>,
     /// When the team last answered.
     #[serde(default)]
     pub last_response_at: Option<DateTime<Utc>>,
@@ -141,6 +145,17 @@ pub struct Conversation {
     /// it up finds the one it was merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+}
+
+/// How postroom learnt that the team responded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseSource {
+    /// A reply found in the shared mailbox's sent folder: proof.
+    SentFolder,
+    /// The `\Answered` flag Outlook sets on a message it replied to: a hint, taken when no
+    /// reply was found in the sent folder, and replaced by one with an earlier time.
+    AnsweredFlag,
 }
 
 /// What kind of thing happened.
@@ -643,6 +658,7 @@ fn write_conversation(
                 from: message.from.clone(),
                 closed_at: None,
                 first_response_at: None,
+                first_response_by: None,
                 last_response_at: None,
                 waiting_since: Some(arrived),
                 sla: commit.sla.clone(),

@@ -15,6 +15,13 @@ pub enum OutboxState {
         /// Why, for the operator.
         reason: String,
     },
+    /// Handled without a mail: everyone it was for hears of it another way (the leads' daily
+    /// digest), or there was nothing to tell (a digest with nothing in it). The key stays
+    /// taken, so turning the digest off later sends nothing already handled.
+    Skipped {
+        /// Why, for the operator.
+        reason: String,
+    },
 }
 
 /// One escalation mail in the outbox, formatted once at enqueue so every retry sends the same

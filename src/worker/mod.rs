@@ -60,6 +60,8 @@ pub struct Worker {
     calendar: Option<Calendar>,
     /// Config updates in, readiness and metrics out.
     links: Links,
+    /// `\Answered` flags already looked at (see [`crate::answered`]).
+    answered: crate::answered::AnsweredSeen,
 }
 
 /// How a worker talks to the daemon around it. All optional: `rebuild` and tests need none.
@@ -101,6 +103,7 @@ impl Worker {
             suspects: HashSet::new(),
             calendar,
             links: Links::default(),
+            answered: Default::default(),
         })
     }
 
@@ -311,6 +314,7 @@ impl Worker {
                 let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
                 self.catch_up(&mut conn, &info, from).await?;
                 self.watcher().poll(&mut conn).await?;
+                self.check_answered(&mut conn).await?;
                 self.give_out_waiting(&mut conn, &info).await?;
                 polled = Instant::now();
             }
@@ -425,6 +429,19 @@ impl Worker {
         self.store.flush()?;
         conn.logout().await;
         Ok(examined)
+    }
+
+    /// Replies seen only as Outlook's `\Answered` flag; borrows fields one by one so the
+    /// seen-set can be updated while the watcher reads the rest.
+    async fn check_answered(&mut self, conn: &mut Connection) -> Result<()> {
+        let watcher = Watcher {
+            mailbox: &self.mailbox,
+            config: &self.config,
+            store: &self.store,
+            now: self.clock.now(),
+        };
+        watcher.answered(conn, &mut self.answered).await?;
+        Ok(())
     }
 
     fn watcher(&self) -> Watcher<'_> {
