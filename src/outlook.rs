@@ -106,7 +106,7 @@ impl Watcher<'_> {
             }
             debug!(mailbox = %self.mailbox.name, folder = %managed.folder, from, next, "new arrivals in a managed folder");
             let info = conn.select(&managed.folder).await?;
-            let uids = self.arrivals(conn, &managed, from).await?;
+            let (uids, unanswered) = self.arrivals(conn, &managed, from).await?;
             examined += uids.len();
             if let (Role::Agent(agent), true, false) =
                 (&managed.role, info.keywords, uids.is_empty())
@@ -117,9 +117,11 @@ impl Watcher<'_> {
                 let owner = crate::worker::owner_keyword(agent);
                 conn.set_owner_keyword(&uids, &owner, &all).await?;
             }
+            // A message the server listed but did not return is read again next time; the
+            // sync point never passes what was not examined.
             let sync = FolderSync {
                 uid_validity: status.uid_validity,
-                uid_next: next,
+                uid_next: unanswered.map_or(next, |uid| uid.min(next)),
             };
             self.store
                 .set_folder_sync(&self.mailbox.name, &managed.folder, &sync)?;
@@ -130,19 +132,22 @@ impl Watcher<'_> {
         Ok(examined)
     }
 
-    /// Examines every message from UID `from` on; returns their UIDs.
+    /// Examines every message from UID `from` on; returns their UIDs and the lowest UID the
+    /// server listed but returned no data for (expunged meanwhile, or a response lost).
     async fn arrivals(
         &self,
         conn: &mut Connection,
         managed: &Managed,
         from: u32,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<(Vec<u32>, Option<u32>)> {
         let uids = conn.uids_from(from).await?;
+        let mut answered = HashSet::with_capacity(uids.len());
         for chunk in uids.chunks(self.mailbox.fetch_batch as usize) {
             for fetched in conn
                 .fetch_for_routing(chunk, self.mailbox.body_fetch_bytes)
                 .await?
             {
+                answered.insert(fetched.uid);
                 match message::parse(&fetched.raw, fetched.size) {
                     Ok(envelope) => self.found(managed, &envelope, fetched.internal_date)?,
                     Err(err) => warn!(mailbox = %self.mailbox.name, folder = %managed.folder,
@@ -150,7 +155,12 @@ impl Watcher<'_> {
                 }
             }
         }
-        Ok(uids)
+        let unanswered = uids.iter().copied().find(|uid| !answered.contains(uid));
+        if let Some(uid) = unanswered {
+            debug!(mailbox = %self.mailbox.name, folder = %managed.folder, uid,
+                "listed but not returned; read again at the next poll");
+        }
+        Ok((uids, unanswered))
     }
 
     /// A message is in `managed`: make the store agree.
@@ -410,35 +420,61 @@ impl Watcher<'_> {
         Ok(())
     }
 
-    /// Compares every managed folder and the inbox with the store; a filed message found
-    /// nowhere was deleted or moved out of postroom's sight, so its conversation is closed.
+    /// Compares every managed folder and the inbox with the store. A filed message found
+    /// nowhere was deleted or moved out of postroom's sight, so its conversation is closed; one
+    /// found only in another managed folder was moved there by a person, which the folder poll
+    /// normally sees first, and is taken as such here if the poll missed it.
     pub async fn reconcile(&self, conn: &mut Connection) -> Result<()> {
-        let mut present: HashSet<String> = HashSet::new();
-        let mut folders: Vec<String> = managed_folders(self.mailbox, self.config)
-            .into_iter()
-            .map(|m| m.folder)
-            .collect();
+        let managed = managed_folders(self.mailbox, self.config);
+        let mut folders: Vec<String> = managed.iter().map(|m| m.folder.clone()).collect();
         folders.push(self.mailbox.inbox.clone());
+        let mut places: HashMap<String, Vec<String>> = HashMap::new();
         for folder in &folders {
             conn.select(folder).await?;
-            present.extend(
-                conn.message_ids()
-                    .await?
-                    .into_iter()
-                    .filter_map(|(_, id)| id),
-            );
+            for id in conn
+                .message_ids()
+                .await?
+                .into_iter()
+                .filter_map(|(_, id)| id)
+            {
+                places.entry(id).or_default().push(folder.clone());
+            }
         }
         conn.select(&self.mailbox.inbox).await?;
         let mut gone: HashMap<String, MessageRecord> = HashMap::new();
+        let mut moved = Vec::new();
         for record in self.store.messages(&self.mailbox.name)? {
-            let filed = matches!(record.state, MessageState::Filed { .. });
-            let id = record.message_id.as_deref();
-            if filed && id.is_some_and(|id| !present.contains(id)) {
-                gone.insert(record.identity.clone(), record);
+            let (MessageState::Filed { folder }, Some(id)) = (&record.state, &record.message_id)
+            else {
+                continue;
+            };
+            match places.get(id) {
+                None => {
+                    gone.insert(record.identity.clone(), record);
+                }
+                Some(found) if found.contains(folder) => {}
+                Some(found) => {
+                    // Only a single, unambiguous place counts; the inbox is intake's to handle.
+                    let elsewhere: Vec<&Managed> = managed
+                        .iter()
+                        .filter(|m| m.role != Role::Sent && found.contains(&m.folder))
+                        .collect();
+                    if let [there] = elsewhere.as_slice() {
+                        moved.push(((*there).clone(), record));
+                    }
+                }
             }
         }
         for record in gone.into_values() {
             self.vanished(record)?;
+        }
+        for (there, record) in moved {
+            info!(mailbox = %self.mailbox.name, folder = %there.folder,
+                conversation = %record.conversation, "found in another folder than recorded");
+            let here = MessageState::Filed {
+                folder: there.folder.clone(),
+            };
+            self.moved_by_person(&there, record, here)?;
         }
         Ok(())
     }

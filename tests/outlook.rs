@@ -379,6 +379,45 @@ async fn renamed_agent_keeps_folder_contents(flavor: Flavor) {
     stop(daemon).await;
 }
 
+/// The folder poll reads only new UIDs; if it ever misses a drag (here its sync point is moved
+/// past the message by hand, as a lost response would), the reconciliation finds the message
+/// in another folder than recorded and takes it as the drag it was.
+#[tokio::test]
+async fn a_drag_the_folder_poll_missed_is_found_by_reconciliation() {
+    let site = Site::new(Flavor::Standard, "missed-drag");
+    let mut client = site.client().await;
+    let daemon = with_one_conversation(&site, &mut client).await;
+    stop(daemon).await;
+    let uid = uid_in(&mut client, &agent_folder("alice"), "t1@c.example.test").await;
+    client
+        .uid_move(&agent_folder("alice"), uid, "Done")
+        .await
+        .unwrap();
+    {
+        let store = site.store();
+        let mut sync = store
+            .folder_sync("support", "Done")
+            .unwrap()
+            .unwrap_or_default();
+        sync.uid_next += 1000;
+        store.set_folder_sync("support", "Done", &sync).unwrap();
+        store.flush().unwrap();
+    }
+    let daemon = site.start();
+    wait_event(&daemon, "closed: moved to Done").await;
+    stop(daemon).await;
+    let store = site.store();
+    let conv = &store.conversations(Some("support")).unwrap()[0];
+    assert_eq!(conv.state, ConversationState::Closed);
+    let record = &store.messages("support").unwrap()[0];
+    assert_eq!(
+        record.state,
+        postroom::store::MessageState::Filed {
+            folder: "Done".into()
+        }
+    );
+}
+
 macro_rules! on_both_servers {
     ($($name:ident),*) => {
         mod dovecot {
