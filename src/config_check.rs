@@ -76,6 +76,70 @@ impl Locator {
         }
         best.map(|offset| self.line_of(offset))
     }
+
+    /// The key path (`server[0].port`) whose key or value covers a byte offset, if any.
+    pub fn path_at(&self, offset: usize) -> Option<String> {
+        let doc = self.doc.as_ref()?;
+        path_in_table(doc.as_table(), "", offset)
+    }
+}
+
+fn covers(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    match prefix.is_empty() {
+        true => key.to_string(),
+        false => format!("{prefix}.{key}"),
+    }
+}
+
+fn path_in_table(table: &toml_edit::Table, prefix: &str, offset: usize) -> Option<String> {
+    for (key, item) in table.iter() {
+        let path = join(prefix, key);
+        let key_span = table.key(key).and_then(|k| k.span());
+        match item {
+            Item::Value(value) => {
+                if let Some(inner) = path_in_value(value, &path, offset) {
+                    return Some(inner);
+                }
+                if covers(key_span, offset) || covers(value.span(), offset) {
+                    return Some(path);
+                }
+            }
+            Item::Table(t) => {
+                if let Some(inner) = path_in_table(t, &path, offset) {
+                    return Some(inner);
+                }
+            }
+            Item::ArrayOfTables(array) => {
+                for (i, t) in array.iter().enumerate() {
+                    if let Some(inner) = path_in_table(t, &format!("{path}[{i}]"), offset) {
+                        return Some(inner);
+                    }
+                }
+            }
+            Item::None => {}
+        }
+    }
+    None
+}
+
+fn path_in_value(value: &Value, path: &str, offset: usize) -> Option<String> {
+    match value {
+        Value::InlineTable(t) => t.iter().find_map(|(key, v)| {
+            let inner = join(path, key);
+            path_in_value(v, &inner, offset)
+                .or_else(|| covers(v.span(), offset).then(|| inner.clone()))
+        }),
+        Value::Array(array) => array.iter().enumerate().find_map(|(i, v)| {
+            let inner = format!("{path}[{i}]");
+            path_in_value(v, &inner, offset)
+                .or_else(|| covers(v.span(), offset).then(|| inner.clone()))
+        }),
+        _ => None,
+    }
 }
 
 enum Segment<'a> {
@@ -142,13 +206,42 @@ pub fn deserialize(text: &str, locator: &Locator) -> Result<(Config, Vec<Problem
                 .collect();
             Ok((config, problems))
         }
-        Err(err) => Err(vec![Problem {
-            key: "(syntax)".into(),
-            line: err.span().map(|s| locator.line_of(s.start)),
-            message: err.message().trim().to_string(),
-            hint: "see config.example.toml for the expected form of each key".into(),
-        }]),
+        Err(err) => {
+            let message = err.message().trim().to_string();
+            // The text parsed as TOML, so the value under some key has the wrong type or form:
+            // name that key, not just the line.
+            let key = err
+                .span()
+                .and_then(|span| locator.path_at(span.start))
+                .unwrap_or_else(|| "(syntax)".into());
+            Err(vec![Problem {
+                key,
+                line: err.span().map(|s| locator.line_of(s.start)),
+                hint: type_hint(&message),
+                message,
+            }])
+        }
     }
+}
+
+/// A fix for a value of the wrong type, from serde's wording.
+fn type_hint(message: &str) -> String {
+    let hint = if message.starts_with("invalid value: integer") {
+        "the number is out of range for this key (a port is 1 to 65535)"
+    } else if message.contains("expected u") || message.contains("expected i") {
+        "write a whole number without quotes, such as port = 993"
+    } else if message.contains("expected a boolean") {
+        "write true or false, without quotes"
+    } else if message.contains("expected a string") || message.contains("expected a borrowed") {
+        "put the value in double quotes, such as name = \"support\""
+    } else if message.contains("expected a sequence") {
+        "write a list in square brackets, such as agents = [\"alice\", \"bob\"]"
+    } else if message.contains("unknown variant") {
+        "use one of the values the message lists"
+    } else {
+        "see config.example.toml for the expected form of each key"
+    };
+    hint.to_string()
 }
 
 fn unknown_key_hint(key: &str) -> String {

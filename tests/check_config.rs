@@ -47,6 +47,25 @@ fn a_syntax_error_names_its_line() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_names_its_key_and_the_fix() {
+    let (code, out) = check(
+        "[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\n\n[[server]]\nname = \"t\"\n\
+         host = \"127.0.0.1\"\nport = \"31430\"\n",
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("line 8: server[1].port: invalid type"),
+        "{out}"
+    );
+    assert!(out.contains("without quotes"), "{out}");
+    let (_, out) = check("[[team]]\nname = \"t\"\nagents = \"alice\"\n");
+    assert!(out.contains("line 3: team[0].agents"), "{out}");
+    assert!(out.contains("square brackets"), "{out}");
+    let (_, out) = check("[daemon]\nsla_check_secs = true\n");
+    assert!(out.contains("line 2: daemon.sla_check_secs"), "{out}");
+}
+
+#[test]
 fn the_shipped_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_postroom"))
