@@ -78,10 +78,14 @@ fn plan(rng: &mut fastrand::Rng, mail: &[Mail], secs: f64) -> Vec<(f64, Act)> {
     for _ in 0..(secs as usize / 3) {
         acts.push((rng.f64() * secs, Act::Drag));
     }
-    for _ in 0..KILLS {
+    // A longer run gets more of everything: a kill a minute, a Dovecot restart every ten.
+    for _ in 0..KILLS.max(secs as usize / 60) {
         acts.push((rng.f64() * secs, Act::Kill(rng.u64(0..2_000))));
     }
     acts.push((secs * (0.4 + rng.f64() * 0.2), Act::RestartDovecot));
+    for _ in 1..(secs as usize / 600) {
+        acts.push((rng.f64() * secs, Act::RestartDovecot));
+    }
     let refuse = secs * (0.2 + rng.f64() * 0.2);
     acts.push((refuse, Act::SmtpRefuse));
     acts.push((refuse + secs * 0.25, Act::SmtpAccept));
@@ -89,10 +93,9 @@ fn plan(rng: &mut fastrand::Rng, mail: &[Mail], secs: f64) -> Vec<(f64, Act)> {
     acts
 }
 
-/// A random delivery time for each message in `0..end`, moved so that a reply never arrives
-/// before the message it answers. Out-of-order arrival splits a thread into two conversations
-/// by design (the parent's own references may point elsewhere), which is reported separately
-/// rather than mixed into the checks of this run.
+/// A random delivery time for each message in `0..end`. Most replies are moved to arrive after
+/// the message they answer; one link in ten keeps its random order, so replies also come before
+/// their parents, and the conversations they start must be merged when the parent arrives.
 fn delivery_times(rng: &mut fastrand::Rng, mail: &[Mail], end: f64) -> Vec<f64> {
     let mut times: Vec<f64> = mail.iter().map(|_| rng.f64() * end).collect();
     let index: std::collections::HashMap<&str, usize> = mail
@@ -103,6 +106,7 @@ fn delivery_times(rng: &mut fastrand::Rng, mail: &[Mail], end: f64) -> Vec<f64> 
     let pairs: Vec<(usize, usize)> = corpus::links(mail)
         .iter()
         .map(|(child, parent)| (index[child.as_str()], index[parent.as_str()]))
+        .filter(|_| rng.u8(..10) != 0)
         .collect();
     // Threads are a few levels deep; each pass fixes one level.
     for _ in 0..20 {

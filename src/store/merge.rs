@@ -100,7 +100,8 @@ pub(super) fn fold(
         .flatten()
         .filter(|since| answered.is_none_or(|at| *since > at))
         .min();
-    kept.sla = kept.sla.take().or(gone.sla.clone());
+    // The policy stays the survivor's: its first message's rules chose it (`None` is the
+    // mailbox's default, a choice as well), and its subject is the one mails quote.
     for (have, new) in [(&mut kept.tags, &gone.tags), (&mut kept.rules, &gone.rules)] {
         for item in new {
             if !have.contains(item) {
