@@ -428,7 +428,7 @@ impl Watcher<'_> {
         }
         conn.select(&self.mailbox.inbox).await?;
         let mut gone: HashMap<String, MessageRecord> = HashMap::new();
-        for record in self.store.messages(&self.mailbox.name)? {
+        for record in self.store.filed(&self.mailbox.name)? {
             let filed = matches!(record.state, MessageState::Filed { .. });
             let id = record.message_id.as_deref();
             if filed && id.is_some_and(|id| !present.contains(id)) {

@@ -5,8 +5,46 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 
+use std::collections::HashSet;
+
+use anyhow::Result;
+
 use super::{Counts, DayVolume, HourVolume, Options, Volume, Window};
-use crate::store::{Conversation, ConversationState, Event, EventKind};
+use crate::store::{Conversation, ConversationState, Event, EventKind, Store};
+
+/// True for the kinds [`History::track`] follows a conversation's open or closed state by.
+fn sets_open_state(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Closed | EventKind::Reopened | EventKind::FollowUp
+    )
+}
+
+/// For a window's events (oldest first), the events from before `from` that [`History::track`]
+/// needs to tell whether a close in the window closed an open conversation: for each
+/// conversation whose first open-or-closed event in the window is a close, its last such event
+/// before the window, if any. Reads only those conversations' index entries.
+pub(super) fn open_state_before(
+    store: &Store,
+    events: &[Event],
+    from: DateTime<Utc>,
+) -> Result<Vec<Event>> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut before = Vec::new();
+    for event in events.iter().filter(|e| sets_open_state(e.kind)) {
+        let Some(conv) = event.conversation.as_deref() else {
+            continue;
+        };
+        if !seen.insert(conv) || event.kind != EventKind::Closed {
+            continue;
+        }
+        if let Some(last) = store.last_event_before(conv, from, |e| sets_open_state(e.kind))? {
+            before.push(last);
+        }
+    }
+    before.sort_by_key(|e| e.at);
+    Ok(before)
+}
 
 /// What one pass over the event log found.
 #[derive(Default)]

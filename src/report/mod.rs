@@ -56,11 +56,31 @@ pub struct Data {
 }
 
 impl Data {
-    /// Reads conversations and events from the store.
+    /// Reads conversations and the whole event log from the store.
     pub fn load(store: &Store, mailbox: Option<&str>) -> Result<Data> {
         Ok(Data {
             conversations: store.conversations(mailbox)?,
             events: store.events()?,
+        })
+    }
+
+    /// Reads what a report over `options` needs, which gives the same report as [`Data::load`]:
+    /// the conversations, the events of the window only (a range read of the time-keyed log),
+    /// and for each conversation closed in the window the last event before it that says
+    /// whether it was open then, so a repeated close is still told from a first one. With
+    /// `recompute` the instants come from the whole log, so all of it is read.
+    pub fn load_for(store: &Store, options: &Options) -> Result<Data> {
+        let mailbox = options.mailbox.as_deref();
+        if options.recompute {
+            return Data::load(store, mailbox);
+        }
+        let window = &options.window;
+        let mut events = store.events_between(window.from, window.to)?;
+        events.retain(|e| mailbox.is_none_or(|m| e.mailbox == m));
+        let before = history::open_state_before(store, &events, window.from)?;
+        Ok(Data {
+            conversations: store.conversations(mailbox)?,
+            events: before.into_iter().chain(events).collect(),
         })
     }
 }
@@ -295,7 +315,7 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Result<Report> {
     let clocks = Clocks::from_config(config)?;
-    let data = Data::load(store, options.mailbox.as_deref())?;
+    let data = Data::load_for(store, options)?;
     Ok(build(config, &clocks, &data, options, now))
 }
 

@@ -4,15 +4,6 @@
 use super::*;
 
 impl Store {
-    /// Events about one conversation, oldest first.
-    pub fn history(&self, conversation: &str) -> Result<Vec<Event>> {
-        let all = self.events()?;
-        Ok(all
-            .into_iter()
-            .filter(|e| e.conversation.as_deref() == Some(conversation))
-            .collect())
-    }
-
     /// The record of a message by its Message-ID (any mailbox), for admin commands.
     pub fn message_by_id(&self, message_id: &str) -> Result<Option<MessageRecord>> {
         let wanted = crate::message::clean_id(message_id);

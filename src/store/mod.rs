@@ -11,9 +11,11 @@
 //! finishes on start, so a message is never decided twice and never forgotten.
 
 mod conversations;
+mod events;
 mod mailbox;
 mod outbox;
 mod threads;
+mod upgrade;
 
 pub use outbox::{OutboxMail, OutboxState};
 
@@ -24,6 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
+
+use events::put_event;
 
 /// Where a message stands in postroom's handling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +251,7 @@ pub struct Store {
     rotation: sled::Tree,
     sync: sled::Tree,
     events: sled::Tree,
+    filed: sled::Tree,
     quarantine: sled::Tree,
     agents: sled::Tree,
     waiting: sled::Tree,
@@ -256,7 +261,8 @@ pub struct Store {
 type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
 
 impl Store {
-    /// Opens (creating if needed) the database under `dir`.
+    /// Opens (creating if needed) the database under `dir`, bringing a store written by an
+    /// earlier version up to the current layout first (see `upgrade`).
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
@@ -268,20 +274,25 @@ impl Store {
             db.open_tree(name)
                 .with_context(|| format!("open tree {name}"))
         };
-        Ok(Store {
+        let store = Store {
             messages: tree("messages")?,
             threads: tree("threads")?,
             conversations: tree("conversations")?,
             load: tree("load")?,
             rotation: tree("rotation")?,
             sync: tree("sync")?,
-            events: tree("events")?,
+            events: tree(events::TREE)?,
+            filed: tree("filed")?,
             quarantine: tree("quarantine")?,
             agents: tree("agents")?,
             waiting: tree("waiting")?,
             outbox: tree("outbox")?,
             db,
-        })
+        };
+        upgrade::run(&store).with_context(|| {
+            format!("cannot bring the database in {} up to date", dir.display())
+        })?;
+        Ok(store)
     }
 
     /// Makes everything written so far durable (fsync).
@@ -307,6 +318,21 @@ impl Store {
     /// All message records of a mailbox.
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageRecord>> {
         scan_json(&self.messages, &prefix(mailbox))
+    }
+
+    /// The message records of a mailbox in state `Filed`, read through the filed index: the
+    /// cost follows the mail that sits in folders now, not the mailbox's whole history.
+    pub fn filed(&self, mailbox: &str) -> Result<Vec<MessageRecord>> {
+        let mut out = Vec::new();
+        for entry in self.filed.scan_prefix(prefix(mailbox)) {
+            let (key, _) = entry.context("scan the filed index")?;
+            if let Some(record) = get_json::<MessageRecord>(&self.messages, &key)? {
+                if matches!(record.state, MessageState::Filed { .. }) {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A conversation by id.
@@ -348,6 +374,7 @@ impl Store {
     pub fn commit(&self, commit: &Commit) -> Result<String> {
         let trees = (
             &self.messages,
+            &self.filed,
             &self.threads,
             &self.conversations,
             &self.load,
@@ -355,14 +382,15 @@ impl Store {
             &self.events,
         );
         let result = trees.transaction(
-            |(messages, threads, conversations, load, rotation, events)| {
+            |(messages, filed, threads, conversations, load, rotation, events)| {
                 let mut message = commit.message.clone();
                 if !commit.work && commit.new_conversation {
                     // Automatic or ignored mail that joins nothing starts no conversation: it
                     // is nobody's work and must not show as backlog.
                     message.conversation = String::new();
-                    put_json(
+                    put_message(
                         messages,
+                        filed,
                         &pair(&message.mailbox, &message.identity),
                         &message,
                     )?;
@@ -371,8 +399,9 @@ impl Store {
                 }
                 let conv_id = write_conversation(conversations, load, commit)?;
                 message.conversation = conv_id.clone();
-                put_json(
+                put_message(
                     messages,
+                    filed,
                     &pair(&message.mailbox, &message.identity),
                     &message,
                 )?;
@@ -409,12 +438,13 @@ impl Store {
         event: Event,
     ) -> Result<()> {
         let key = pair(mailbox, identity);
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, filed, events)| {
             let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                 return Ok(());
             };
             record.state = state.clone();
-            put_json(messages, &key, &record)?;
+            put_message(messages, filed, &key, &record)?;
             put_event(events, &event)?;
             Ok(())
         });
@@ -430,14 +460,15 @@ impl Store {
         mailbox: &str,
         filed: &[(String, MessageState, Event)],
     ) -> Result<()> {
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, index, events)| {
             for (identity, state, event) in filed {
                 let key = pair(mailbox, identity);
                 let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                     continue;
                 };
                 record.state = state.clone();
-                put_json(messages, &key, &record)?;
+                put_message(messages, index, &key, &record)?;
                 put_event(events, event)?;
             }
             Ok(())
@@ -456,30 +487,17 @@ impl Store {
         event: Event,
     ) -> Result<()> {
         let key = pair(mailbox, identity);
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, filed, events)| {
             let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                 return Ok(());
             };
             record.state = state.clone();
             record.owner = owner.clone();
-            put_json(messages, &key, &record)?;
+            put_message(messages, filed, &key, &record)?;
             put_event(events, &event)
         });
         unwrap_tx(result).context("record where the message is")
-    }
-
-    /// Appends an event on its own.
-    pub fn append_event(&self, event: &Event) -> Result<()> {
-        let id = self.db.generate_id().context("generate event id")?;
-        self.events
-            .insert(id.to_be_bytes(), serde_json::to_vec(event)?)
-            .context("write event")?;
-        Ok(())
-    }
-
-    /// All events in the order they were written.
-    pub fn events(&self) -> Result<Vec<Event>> {
-        scan_json(&self.events, b"")
     }
 }
 
@@ -592,9 +610,20 @@ fn decode_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
-fn put_event(events: &TransactionalTree, event: &Event) -> TxResult<()> {
-    let id = events.generate_id()?;
-    put_json(events, &id.to_be_bytes(), event)
+/// Writes a message record and keeps the filed index in step with its state, in the caller's
+/// transaction: the index holds exactly the records whose state is `Filed`.
+fn put_message(
+    messages: &TransactionalTree,
+    filed: &TransactionalTree,
+    key: &[u8],
+    record: &MessageRecord,
+) -> TxResult<()> {
+    if matches!(record.state, MessageState::Filed { .. }) {
+        filed.insert(key, &[])?;
+    } else {
+        filed.remove(key)?;
+    }
+    put_json(messages, key, record)
 }
 
 fn pair(a: &str, b: &str) -> Vec<u8> {
