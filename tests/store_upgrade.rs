@@ -8,7 +8,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use postroom::config::Config;
 use postroom::report::{self, Data, Options, Window};
-use postroom::store::{Commit, Event, EventKind, MessageRecord, MessageState, Store};
+use postroom::store::{
+    Commit, Conversation, ConversationState, Event, EventKind, MessageRecord, MessageState, Store,
+};
 
 fn t(text: &str) -> DateTime<Utc> {
     text.parse()
@@ -59,6 +61,28 @@ fn old_events() -> Vec<Event> {
     ]
 }
 
+/// A conversation as the version before layout 2 wrote it (JSON).
+fn old_conversation() -> Conversation {
+    Conversation {
+        id: "c1".into(),
+        mailbox: "support".into(),
+        owner: Some("alice".into()),
+        state: ConversationState::Closed,
+        started: t("2025-03-03T09:00:00.123456789Z"),
+        last_message: t("2025-03-03T09:00:00Z"),
+        messages: 1,
+        subject: "s".into(),
+        from: Some("a@example.com".into()),
+        closed_at: Some(t("2025-03-03T12:00:00Z")),
+        first_response_at: Some(t("2025-03-03T10:00:00Z")),
+        last_response_at: Some(t("2025-03-03T10:00:00Z")),
+        waiting_since: None,
+        sla: None,
+        tags: vec!["vip".into()],
+        rules: Vec::new(),
+    }
+}
+
 /// Writes a store as the version before layout 2 did: events under a bare sequence number in
 /// the `events` tree, message records as JSON, no `meta` tree. Returns the events' keys.
 fn write_old_store(dir: &Path) -> Vec<u64> {
@@ -74,6 +98,9 @@ fn write_old_store(dir: &Path) -> Vec<u64> {
         events.insert(id.to_be_bytes(), json).expect("insert");
         ids.push(id);
     }
+    let conversations = db.open_tree("conversations").expect("tree");
+    let json = serde_json::to_vec(&old_conversation()).expect("json");
+    conversations.insert("c1", json).expect("insert");
     let messages = db.open_tree("messages").expect("tree");
     for (identity, state) in [
         ("m-filed", filed_in("Assigned/Alice")),
@@ -138,8 +165,24 @@ fn a_store_of_the_old_layout_opens_with_all_its_events_in_time_order() {
         .map(|r| r.identity)
         .collect();
     assert_eq!(filed, ["m-filed"], "the filed index is built on upgrade");
+    assert_eq!(
+        store.conversation("c1").expect("read"),
+        Some(old_conversation())
+    );
     drop(store);
+    let db = sled::Config::new()
+        .path(dir.path().join("db"))
+        .open()
+        .expect("sled");
+    let raw = db.open_tree("conversations").expect("tree").get("c1");
+    let first = raw.expect("read").and_then(|v| v.first().copied());
+    assert_ne!(first, Some(b'{'), "rewritten in the compact form");
+    drop(db);
     let again = Store::open(dir.path()).expect("open twice");
+    assert_eq!(
+        again.conversations(None).expect("all"),
+        [old_conversation()]
+    );
     assert_eq!(
         again.events().expect("events").len(),
         4,
@@ -310,4 +353,62 @@ fn a_report_reading_its_window_agrees_with_one_reading_the_whole_log() {
     );
     let bob = b.agents.iter().find(|r| r.agent == "bob").map(|r| r.closed);
     assert_eq!(bob, Some(2));
+    // The store's own path takes whole hours from the hourly summaries; windows that start and
+    // end inside an hour read the parts at both ends as events.
+    let windows = [
+        options.window.clone(),
+        Window {
+            from: t("2025-03-04T09:30:00Z"),
+            to: t("2025-03-05T10:30:00.5Z"),
+        },
+        Window {
+            from: t("2025-03-05T10:00:00Z"),
+            to: t("2025-03-05T10:59:00Z"),
+        },
+        Window::since(now, Duration::days(30)),
+    ];
+    for window in windows {
+        for mailbox in [Some("support".to_string()), None] {
+            let options = Options {
+                mailbox,
+                window: window.clone(),
+                recompute: false,
+            };
+            let whole = Data::load(&store, options.mailbox.as_deref()).expect("load");
+            let want = report::build(&config, &clocks, &whole, &options, now);
+            let got = report::compute(&config, &store, &options, now).expect("compute");
+            assert_eq!(got, want, "{window:?}");
+        }
+    }
+}
+
+#[test]
+fn an_upgraded_store_reports_as_the_whole_log_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_old_store(dir.path());
+    let store = Store::open(dir.path()).expect("open");
+    let config = Config::parse(
+        "[[server]]\nname = \"l\"\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\n\
+         [[mailbox]]\nname = \"support\"\nserver = \"l\"\nlogin = \"s\"\npassword = \"x\"\n\
+         team = \"t\"\n\n[[team]]\nname = \"t\"\nagents = [\"alice\"]\n\n\
+         [[agent]]\nid = \"alice\"\nname = \"A\"\n",
+    )
+    .unwrap_or_else(|p| panic!("config: {p:?}"));
+    let clocks = report::Clocks::from_config(&config).expect("clocks");
+    let d = |s: &str| s.parse::<NaiveDate>().expect("date");
+    let options = Options {
+        mailbox: None,
+        window: Window::dates_between(d("2025-03-03"), d("2025-03-03")).expect("window"),
+        recompute: false,
+    };
+    let now = t("2025-03-04T12:00:00Z");
+    let whole = Data::load(&store, None).expect("load");
+    let want = report::build(&config, &clocks, &whole, &options, now);
+    let got = report::compute(&config, &store, &options, now).expect("compute");
+    assert_eq!(got, want);
+    assert_eq!(
+        (got.volume.total.received, got.volume.total.closed),
+        (1, 1),
+        "c1's assignment and close, from the summaries built on upgrade"
+    );
 }

@@ -10,6 +10,8 @@
 //! conversations (backlog, response times, SLA outcomes, breakdowns): O(E + C) plus sorting the
 //! response-time samples, O(C log C), and a calendar walk per answered conversation that is
 //! proportional to the days it spans. Memory holds the loaded records, one `Vec` each.
+//! [`compute`], reading the store itself, replaces the pass over the events by the store's
+//! hourly summaries (O(hours in the window)) unless it recomputes.
 //!
 //! Business time is counted with the calendars of the config the report runs with; the store
 //! keeps instants, never business durations, so every report reflects today's calendars.
@@ -275,12 +277,29 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> Report {
     let history = History::scan(&data.events, options);
-    let conversations: Vec<Conversation> = data
+    let conversations = data
         .conversations
         .iter()
         .filter(|c| options.mailbox.as_ref().is_none_or(|m| &c.mailbox == m))
-        .map(|c| history.apply(c, options.recompute))
+        .cloned()
         .collect();
+    assemble(config, clocks, conversations, &history, options, now)
+}
+
+/// The report from the conversations (those of other mailboxes are dropped) and what the pass
+/// over the events found.
+fn assemble(
+    config: &Config,
+    clocks: &Clocks,
+    mut conversations: Vec<Conversation>,
+    history: &History,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Report {
+    conversations.retain(|c| options.mailbox.as_ref().is_none_or(|m| &c.mailbox == m));
+    for conv in &mut conversations {
+        history.apply(conv, options.recompute);
+    }
     let answered = answered_times(clocks, &conversations, &options.window);
     Report {
         format: FORMAT_VERSION,
@@ -291,7 +310,7 @@ pub fn build(
         volume: history.volume(&options.window),
         backlog: backlog(&conversations, now),
         first_response: first_response(&answered, &conversations, &options.window),
-        agents: agents(config, options, &history, &conversations, &answered),
+        agents: agents(config, options, history, &conversations, &answered),
         sla: sla_rows(clocks, &conversations, &options.window, now),
         breakdowns: Breakdowns {
             sender_domain: breakdown(&conversations, &answered, &options.window, |c| {
@@ -307,7 +326,9 @@ pub fn build(
     }
 }
 
-/// Loads the records and builds the report: the entry point of `postroom report`.
+/// Loads the records and builds the report: the entry point of `postroom report`. Without
+/// `recompute` the counts over time come from the store's hourly summaries, which give the
+/// numbers a pass over the whole log gives, without reading it.
 pub fn compute(
     config: &Config,
     store: &Store,
@@ -315,17 +336,32 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Result<Report> {
     let clocks = Clocks::from_config(config)?;
-    let data = Data::load_for(store, options)?;
-    Ok(build(config, &clocks, &data, options, now))
+    if options.recompute {
+        let data = Data::load(store, options.mailbox.as_deref())?;
+        return Ok(build(config, &clocks, &data, options, now));
+    }
+    let conversations = store.conversations(options.mailbox.as_deref())?;
+    let history = History::from_store(store, options)?;
+    Ok(assemble(
+        config,
+        &clocks,
+        conversations,
+        &history,
+        options,
+        now,
+    ))
 }
+
+/// Elapsed and business first-response seconds by conversation id.
+type Answered<'a> = HashMap<&'a str, (i64, i64)>;
 
 /// Elapsed and business first-response seconds of the conversations started in the window
 /// and answered, by conversation id.
-fn answered_times(
+fn answered_times<'a>(
     clocks: &Clocks,
-    conversations: &[Conversation],
+    conversations: &'a [Conversation],
     window: &Window,
-) -> HashMap<String, (i64, i64)> {
+) -> Answered<'a> {
     conversations
         .iter()
         .filter(|c| window.contains(c.started))
@@ -333,7 +369,7 @@ fn answered_times(
             let at = c.first_response_at?;
             let elapsed = (at - c.started).num_seconds().max(0);
             Some((
-                c.id.clone(),
+                c.id.as_str(),
                 (elapsed, clocks.business_secs(c, c.started, at)),
             ))
         })
@@ -370,7 +406,7 @@ fn backlog(conversations: &[Conversation], now: DateTime<Utc>) -> Backlog {
 }
 
 fn first_response(
-    answered: &HashMap<String, (i64, i64)>,
+    answered: &Answered<'_>,
     conversations: &[Conversation],
     window: &Window,
 ) -> FirstResponse {
@@ -392,7 +428,7 @@ fn agents(
     options: &Options,
     history: &History,
     conversations: &[Conversation],
-    answered: &HashMap<String, (i64, i64)>,
+    answered: &Answered<'_>,
 ) -> Vec<AgentRow> {
     let mut ids: Vec<String> = config
         .mailboxes
@@ -414,7 +450,7 @@ fn agents(
                     .filter(|c| c.owner.as_ref() == Some(&agent))
             };
             let times: Vec<(i64, i64)> = owned()
-                .filter_map(|c| answered.get(&c.id).copied())
+                .filter_map(|c| answered.get(c.id.as_str()).copied())
                 .collect();
             let (mut elapsed, mut business): (Vec<i64>, Vec<i64>) = times.into_iter().unzip();
             AgentRow {
@@ -497,7 +533,7 @@ fn sla_rows(
 /// conversation with two tags counts under both).
 fn breakdown(
     conversations: &[Conversation],
-    answered: &HashMap<String, (i64, i64)>,
+    answered: &Answered<'_>,
     window: &Window,
     keys: impl Fn(&Conversation) -> Vec<String>,
 ) -> Vec<BreakdownRow> {
@@ -526,21 +562,26 @@ fn add_to_group(
     groups: &mut BTreeMap<String, (BreakdownRow, Vec<i64>)>,
     key: String,
     conv: &Conversation,
-    answered: &HashMap<String, (i64, i64)>,
+    answered: &Answered<'_>,
 ) {
-    let (row, times) = groups.entry(key.clone()).or_insert_with(|| {
+    // Looked up before inserting: most conversations join a group that exists, and the key
+    // need not be copied for them.
+    if !groups.contains_key(&key) {
         let row = BreakdownRow {
-            key,
+            key: key.clone(),
             conversations: 0,
             open: 0,
             answered: 0,
             median_first_response_secs: None,
         };
-        (row, Vec::new())
-    });
+        groups.insert(key.clone(), (row, Vec::new()));
+    }
+    let Some((row, times)) = groups.get_mut(&key) else {
+        return;
+    };
     row.conversations += 1;
     row.open += u64::from(conv.state == ConversationState::Open);
-    if let Some((elapsed, _)) = answered.get(&conv.id) {
+    if let Some((elapsed, _)) = answered.get(conv.id.as_str()) {
         row.answered += 1;
         times.push(*elapsed);
     }

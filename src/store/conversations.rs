@@ -82,13 +82,13 @@ impl Store {
         let trees = (&self.conversations, &self.load, &self.events);
         let result = trees.transaction(|(conversations, load, events)| {
             let key = conversation.as_bytes();
-            let Some(mut conv) = get_tx::<Conversation>(conversations, key)? else {
+            let Some(mut conv) = get_conversation(conversations, key)? else {
                 return Err(ConflictableTransactionError::Abort(format!(
                     "no conversation {conversation}"
                 )));
             };
             change(&mut conv, load)?;
-            put_json(conversations, key, &conv)?;
+            put_conversation(conversations, &conv)?;
             let mut event = event.clone();
             event.conversation = Some(conv.id.clone());
             put_event(events, &event)

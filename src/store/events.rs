@@ -9,6 +9,8 @@
 //! - `C`, the conversation id, a NUL, then the same 16 bytes as the event's key: empty. It
 //!   points at the event, and is written in the same transaction.
 //!
+//! The same tree holds the hourly summaries (`D` and `S`, see `summary`).
+//!
 //! Stores written before this layout kept events in the `events` tree under a bare sequence
 //! number; [`super::Store::open`] moves them over once (see `migrate_events`).
 
@@ -32,11 +34,8 @@ const MIGRATE_BATCH: usize = 10_000;
 impl Store {
     /// Appends an event on its own.
     pub fn append_event(&self, event: &Event) -> Result<()> {
-        let seq = self.db.generate_id().context("generate event id")?;
-        let mut batch = sled::Batch::default();
-        add_event(&mut batch, event, seq)?;
-        self.events.apply_batch(batch).context("write event")?;
-        Ok(())
+        let result = self.events.transaction(|events| put_event(events, event));
+        unwrap_tx(result).context("write event")
     }
 
     /// All events, oldest first (events of one millisecond in the order they were written).
@@ -106,8 +105,9 @@ impl Store {
     }
 }
 
-/// Writes an event and its conversation index entry inside a transaction.
+/// Writes an event, its conversation index entry and its hour's summary inside a transaction.
 pub(super) fn put_event(events: &TransactionalTree, event: &Event) -> TxResult<()> {
+    summary::count_event(events, event)?;
     let seq = events.generate_id()?;
     let bytes = serde_json::to_vec(event)
         .map_err(|e| ConflictableTransactionError::Abort(format!("encode an event: {e}")))?;

@@ -10,14 +10,17 @@
 //! message landed. A crash between the two leaves a `Pending` record that the mailbox side
 //! finishes on start, so a message is never decided twice and never forgotten.
 
+mod codec;
 mod conversations;
 mod events;
 mod mailbox;
 mod outbox;
+mod summary;
 mod threads;
 mod upgrade;
 
 pub use outbox::{OutboxMail, OutboxState};
+pub use summary::{AgentCounts, HourSummary};
 
 use std::path::Path;
 
@@ -337,16 +340,23 @@ impl Store {
 
     /// A conversation by id.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        get_json(&self.conversations, id.as_bytes())
+        match self.conversations.get(id).context("read the database")? {
+            Some(bytes) => codec::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Every conversation, optionally of one mailbox.
     pub fn conversations(&self, mailbox: Option<&str>) -> Result<Vec<Conversation>> {
-        let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
-        Ok(all
-            .into_iter()
-            .filter(|c| mailbox.is_none_or(|m| c.mailbox == m))
-            .collect())
+        let mut out = Vec::new();
+        for entry in self.conversations.iter() {
+            let (_, bytes) = entry.context("scan the database")?;
+            let conv = codec::decode(&bytes)?;
+            if mailbox.is_none_or(|m| conv.mailbox == m) {
+                out.push(conv);
+            }
+        }
+        Ok(out)
     }
 
     /// The last agent the team's rotation chose.
@@ -521,7 +531,7 @@ fn write_conversation(
     let existing = if commit.new_conversation {
         None
     } else {
-        get_tx::<Conversation>(conversations, message.conversation.as_bytes())?
+        get_conversation(conversations, message.conversation.as_bytes())?
     };
     let conversation = match existing {
         Some(mut conv) => {
@@ -543,7 +553,7 @@ fn write_conversation(
                 }
             }
             if !commit.work {
-                put_json(conversations, conv.id.as_bytes(), &conv)?;
+                put_conversation(conversations, &conv)?;
                 return Ok(conv.id);
             }
             if conv.waiting_since.is_none() {
@@ -579,8 +589,24 @@ fn write_conversation(
             }
         }
     };
-    put_json(conversations, conversation.id.as_bytes(), &conversation)?;
+    put_conversation(conversations, &conversation)?;
     Ok(conversation.id)
+}
+
+/// Reads a conversation inside a transaction.
+fn get_conversation(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Conversation>> {
+    match tree.get(key)? {
+        Some(bytes) => codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| ConflictableTransactionError::Abort(format!("{e:#}"))),
+        None => Ok(None),
+    }
+}
+
+/// Writes a conversation, in the compact form, inside a transaction.
+fn put_conversation(tree: &TransactionalTree, conv: &Conversation) -> TxResult<()> {
+    tree.insert(conv.id.as_bytes(), codec::encode(conv))?;
+    Ok(())
 }
 
 /// Records an agent's turn: the team's last chosen agent, and a per-team turn number that

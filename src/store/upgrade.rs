@@ -9,8 +9,9 @@ use tracing::info;
 
 use super::*;
 
-/// The layout this version writes: 2 keys events by time (with a per-conversation index) and
-/// keeps an index of filed messages per mailbox.
+/// The layout this version writes: 2 keys events by time (with a per-conversation index and
+/// hourly summaries), keeps an index of filed messages per mailbox, and writes conversations
+/// in the compact form of `codec`.
 const FORMAT: u64 = 2;
 
 const META: &str = "meta";
@@ -34,14 +35,20 @@ pub(super) fn run(store: &Store) -> Result<()> {
     }
     let moved = events::migrate_events(&store.db, &store.events)?;
     let filed = rebuild_filed_index(store)?;
+    let hours = summary::rebuild(store)?;
+    let rewritten = rewrite_conversations(store)?;
     store.db.flush().context("flush the upgraded store")?;
     meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
         .context("write the store format")?;
     store.db.flush().context("flush the store format")?;
-    if moved > 0 || filed > 0 {
+    if moved > 0 || filed > 0 || rewritten > 0 {
         info!(
             events = moved,
-            filed, "store upgraded: events keyed by time, filed messages indexed"
+            filed,
+            hours,
+            conversations = rewritten,
+            "store upgraded: events keyed by time and summarised per hour, filed messages \
+             indexed, conversations in the compact form"
         );
     }
     Ok(())
@@ -65,4 +72,30 @@ fn rebuild_filed_index(store: &Store) -> Result<usize> {
         }
     }
     Ok(count)
+}
+
+/// Rewrites conversations still stored as JSON in the compact form, a batch at a time; those
+/// already rewritten are skipped, so an interrupted run loses none of its work. Returns how
+/// many were rewritten.
+fn rewrite_conversations(store: &Store) -> Result<usize> {
+    const BATCH: usize = 10_000;
+    let mut batch = sled::Batch::default();
+    let (mut count, mut in_batch) = (0, 0);
+    for entry in store.conversations.iter() {
+        let (key, bytes) = entry.context("read the conversations")?;
+        if !codec::is_json(&bytes) {
+            continue;
+        }
+        batch.insert(key, codec::encode(&codec::decode(&bytes)?));
+        in_batch += 1;
+        if in_batch == BATCH {
+            store
+                .conversations
+                .apply_batch(std::mem::take(&mut batch))?;
+            count += in_batch;
+            in_batch = 0;
+        }
+    }
+    store.conversations.apply_batch(batch)?;
+    Ok(count + in_batch)
 }
