@@ -115,9 +115,10 @@ fn write_old_store(dir: &Path) -> Vec<u64> {
     ids
 }
 
-/// Upgrades an old store, then puts the old event tree back and forgets the format: what a
-/// crash after the copy was flushed but before the old tree was dropped leaves behind.
-fn write_half_upgraded_store(dir: &Path) {
+/// Upgrades an old store, then puts the last `left` of the old events back in the old tree and
+/// forgets the format: what a crash part-way through moving them leaves behind (all of them:
+/// after the move was flushed but before the old tree was dropped).
+fn write_half_upgraded_store(dir: &Path, left: usize) {
     let ids = write_old_store(dir);
     drop(Store::open(dir).expect("open"));
     let db = sled::Config::new()
@@ -126,7 +127,8 @@ fn write_half_upgraded_store(dir: &Path) {
         .expect("sled");
     db.drop_tree("meta").expect("drop meta");
     let events = db.open_tree("events").expect("tree");
-    for (id, e) in ids.iter().zip(old_events()) {
+    let skip = ids.len() - left;
+    for (id, e) in ids.iter().zip(old_events()).skip(skip) {
         let json = serde_json::to_vec(&e).expect("json");
         events.insert(id.to_be_bytes(), json).expect("insert");
     }
@@ -192,12 +194,14 @@ fn a_store_of_the_old_layout_opens_with_all_its_events_in_time_order() {
 
 #[test]
 fn an_upgrade_cut_short_finishes_without_duplicates() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_half_upgraded_store(dir.path());
-    let store = Store::open(dir.path()).expect("open");
-    let all = store.events().expect("events");
-    assert_eq!(all.len(), 4, "{:?}", kinds(&all));
-    assert_eq!(store.history("c1").expect("history").len(), 3);
+    for left in [1, 4] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_half_upgraded_store(dir.path(), left);
+        let store = Store::open(dir.path()).expect("open");
+        let all = store.events().expect("events");
+        assert_eq!(all.len(), 4, "{left} left: {:?}", kinds(&all));
+        assert_eq!(store.history("c1").expect("history").len(), 3);
+    }
 }
 
 #[test]

@@ -119,19 +119,10 @@ pub(super) fn put_event(events: &TransactionalTree, event: &Event) -> TxResult<(
     Ok(())
 }
 
-fn add_event(batch: &mut sled::Batch, event: &Event, seq: u64) -> Result<()> {
-    let key = event_key(event.at, seq);
-    if let Some(index) = index_key(event, &key) {
-        batch.insert(index, &[]);
-    }
-    batch.insert(key, serde_json::to_vec(event).context("encode an event")?);
-    Ok(())
-}
-
 /// Moves events from the layout before (the `events` tree, keyed by sequence number) into
-/// [`TREE`], keeping each event's sequence number, so running it again after a crash part-way
-/// writes the same keys and duplicates nothing. The old tree is dropped only after everything
-/// it held is durable in the new one. Returns how many events were moved.
+/// [`TREE`], keeping each event's sequence number and bytes. Each batch is taken out of the old
+/// tree in the transaction that puts it in the new one, so an interrupted run keeps what it
+/// moved and the next one goes on from there. Returns how many events were moved.
 pub(super) fn migrate_events(db: &sled::Db, events: &sled::Tree) -> Result<usize> {
     let names = db.tree_names();
     if !names.iter().any(|n| n.as_ref() == OLD_TREE.as_bytes()) {
@@ -139,21 +130,32 @@ pub(super) fn migrate_events(db: &sled::Db, events: &sled::Tree) -> Result<usize
     }
     let old = db.open_tree(OLD_TREE).context("open the old event tree")?;
     let mut moved = 0;
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
-    for entry in old.iter() {
-        let (key, bytes) = entry.context("read the old event tree")?;
-        let event: Event = serde_json::from_slice(&bytes).context("decode a stored event")?;
-        add_event(&mut batch, &event, decode_u64(&key))?;
-        in_batch += 1;
-        if in_batch == MIGRATE_BATCH {
-            events.apply_batch(std::mem::take(&mut batch))?;
-            moved += in_batch;
-            in_batch = 0;
+    loop {
+        let chunk = old
+            .iter()
+            .take(MIGRATE_BATCH)
+            .collect::<Result<Vec<_>, _>>()
+            .context("read the old event tree")?;
+        if chunk.is_empty() {
+            break;
         }
+        let result = (&old, events).transaction(|(old, events)| {
+            for (key, bytes) in &chunk {
+                let event: Event = serde_json::from_slice(bytes).map_err(|e| {
+                    ConflictableTransactionError::Abort(format!("decode a stored event: {e}"))
+                })?;
+                let new_key = event_key(event.at, decode_u64(key));
+                if let Some(index) = index_key(&event, &new_key) {
+                    events.insert(index, &[])?;
+                }
+                events.insert(new_key, bytes.clone())?;
+                old.remove(key.clone())?;
+            }
+            Ok(())
+        });
+        unwrap_tx(result).context("move a batch of events")?;
+        moved += chunk.len();
     }
-    events.apply_batch(batch)?;
-    moved += in_batch;
     db.flush().context("flush the migrated events")?;
     db.drop_tree(OLD_TREE).context("drop the old event tree")?;
     db.flush().context("flush the database")?;
