@@ -76,19 +76,31 @@ fn run() -> Result<()> {
         "B",
         "",
     )?;
+    // A store written by an older version is upgraded by this first open: its time is then
+    // the upgrade's.
     let opened = Instant::now();
     let store = Store::open(&state)?;
+    let open = opened.elapsed().as_secs_f64();
+    let read = Instant::now();
+    let filed = store.filed("hist")?.len();
+    let filed_secs = read.elapsed().as_secs_f64();
+    let read = Instant::now();
     let scanned = store.messages("hist")?.len();
-    let open_scan = opened.elapsed().as_secs_f64();
+    let scan = read.elapsed().as_secs_f64();
     drop(store);
-    println!("Store::open plus a scan of {scanned} message records: {open_scan:.2} s");
+    println!(
+        "Store::open {open:.2} s; filed() {filed} records in {filed_secs:.2} s; \
+         messages() {scanned} records in {scan:.2} s"
+    );
+    record("history", "Store::open", open, "s", "")?;
     record(
         "history",
-        "Store::open + messages() scan",
-        open_scan,
+        "filed() read (start-up reconcile)",
+        filed_secs,
         "s",
         "",
     )?;
+    record("history", "messages() scan of every record", scan, "s", "")?;
     let config = write_config(work)?;
     report_time(&config)?;
     startup_time(&config, work)
