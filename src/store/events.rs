@@ -40,7 +40,15 @@ impl Store {
 
     /// All events, oldest first (events of one millisecond in the order they were written).
     pub fn events(&self) -> Result<Vec<Event>> {
-        scan_json(&self.events, &[EVENT])
+        self.events_iter().collect()
+    }
+
+    /// All events, oldest first, one at a time.
+    pub(super) fn events_iter(&self) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.events.scan_prefix([EVENT]).map(|entry| {
+            let (_, bytes) = entry.context("scan the event log")?;
+            serde_json::from_slice(&bytes).context("decode a stored event")
+        })
     }
 
     /// Events with `from <= at < to`, oldest first: a range read of only that period.

@@ -348,15 +348,25 @@ impl Store {
 
     /// Every conversation, optionally of one mailbox.
     pub fn conversations(&self, mailbox: Option<&str>) -> Result<Vec<Conversation>> {
-        let mut out = Vec::new();
-        for entry in self.conversations.iter() {
-            let (_, bytes) = entry.context("scan the database")?;
-            let conv = codec::decode(&bytes)?;
-            if mailbox.is_none_or(|m| conv.mailbox == m) {
-                out.push(conv);
-            }
-        }
-        Ok(out)
+        self.conversations_iter(mailbox).collect()
+    }
+
+    /// Every conversation, optionally of one mailbox, one at a time: for a pass over a large
+    /// store that need not hold them all.
+    pub fn conversations_iter<'a>(
+        &'a self,
+        mailbox: Option<&'a str>,
+    ) -> impl Iterator<Item = Result<Conversation>> + 'a {
+        self.conversations
+            .iter()
+            .map(|entry| {
+                let (_, bytes) = entry.context("scan the database")?;
+                codec::decode(&bytes)
+            })
+            .filter(move |conv| match conv {
+                Ok(conv) => mailbox.is_none_or(|m| conv.mailbox == m),
+                Err(_) => true,
+            })
     }
 
     /// The last agent the team's rotation chose.

@@ -161,7 +161,8 @@ pub(super) fn rebuild(store: &Store) -> Result<usize> {
     }
     let mut hours: HashMap<Vec<u8>, HourSummary> = HashMap::new();
     let mut closed: HashMap<String, bool> = HashMap::new();
-    for event in store.events()? {
+    for event in store.events_iter() {
+        let event = event?;
         let closing = match (event.kind, &event.conversation) {
             (EventKind::Closed, Some(conv)) => !closed.insert(conv.clone(), true).unwrap_or(false),
             (EventKind::Reopened | EventKind::FollowUp, Some(conv)) => {
