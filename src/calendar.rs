@@ -55,6 +55,9 @@ pub struct Calendar {
     tz: Tz,
     week: Week,
     holidays: BTreeSet<NaiveDate>,
+    /// Every day open from midnight to midnight and no holiday: business time is elapsed time
+    /// (local days join up even across a DST change), so arithmetic needs no walk.
+    round_the_clock: bool,
 }
 
 /// A stretch of open business time, as UTC instants `[start, end)`.
@@ -91,6 +94,11 @@ impl Calendar {
             (Ok(tz), Ok(week)) if problems.is_empty() => Ok(Calendar {
                 name: config.name.clone(),
                 tz,
+                round_the_clock: holidays.is_empty()
+                    && week.iter().all(|day| {
+                        matches!(day.as_slice(), [span] if span.start == 0
+                            && span.end == hours::DAY_MINUTES)
+                    }),
                 week,
                 holidays,
             }),
@@ -146,6 +154,9 @@ impl Calendar {
         let mut total = Duration::zero();
         if b <= a {
             return total;
+        }
+        if self.round_the_clock {
+            return b - a;
         }
         let (Some(mut date), Some(last)) =
             (self.local_date(a).pred_opt(), self.local_date(b).succ_opt())

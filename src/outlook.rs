@@ -443,7 +443,7 @@ impl Watcher<'_> {
         conn.select(&self.mailbox.inbox).await?;
         let mut gone: HashMap<String, MessageRecord> = HashMap::new();
         let mut moved = Vec::new();
-        for record in self.store.messages(&self.mailbox.name)? {
+        for record in self.store.filed(&self.mailbox.name)? {
             let (MessageState::Filed { folder }, Some(id)) = (&record.state, &record.message_id)
             else {
                 continue;

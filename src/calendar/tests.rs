@@ -532,3 +532,32 @@ proptest! {
         prop_assert!(cal.within_hours(due));
     }
 }
+
+#[test]
+fn round_the_clock_calendars_count_elapsed_time_as_the_day_walk_does() {
+    // A holiday years away keeps the second calendar on the day-by-day walk.
+    let walked = |tz: &str| {
+        let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
+            .collect();
+        calendar(&format!(
+            "name = \"walked\"\ntimezone = \"{tz}\"\nholidays = [\"2099-01-01\"]\n{days}"
+        ))
+    };
+    let at = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let spans = [
+        ("2025-03-29T22:00:00Z", "2025-03-31T05:30:00Z"),
+        ("2025-10-25T23:59:59Z", "2025-10-27T00:00:01Z"),
+        ("2025-01-01T00:00:00Z", "2025-12-31T12:00:00.5Z"),
+    ];
+    for tz in ["Europe/Berlin", "America/Santiago", "UTC"] {
+        let (fast, slow) = (always(tz), walked(tz));
+        assert!(fast.round_the_clock && !slow.round_the_clock);
+        for (a, b) in spans {
+            let (a, b) = (at(a), at(b));
+            assert_eq!(fast.business_between(a, b), b - a, "{tz} {a}");
+            assert_eq!(slow.business_between(a, b), b - a, "{tz} {a}");
+        }
+    }
+}

@@ -52,7 +52,13 @@ pub fn page(
     now: DateTime<Utc>,
     refresh_secs: u64,
 ) -> Result<String> {
-    let data = Data::load(store, None)?;
+    // Every section below reports over the same window, so one read of that window serves all.
+    let all = Options {
+        mailbox: None,
+        window: Window::since(now, Duration::days(CHART_DAYS)),
+        recompute: false,
+    };
+    let data = Data::load_for(store, &all)?;
     let mut html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{refresh_secs}\">\

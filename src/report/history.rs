@@ -1,12 +1,62 @@
 //! One pass over the event log: volume per day and hour, per-agent assignments and closes, and
 //! each conversation's response and close instants for `--recompute`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 
+use anyhow::Result;
+
 use super::{Counts, DayVolume, HourVolume, Options, Volume, Window};
-use crate::store::{Conversation, ConversationState, Event, EventKind};
+use crate::store::{Conversation, ConversationState, Event, EventKind, HourSummary, Store};
+
+fn floor_hour(at: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = at.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(at)
+}
+
+fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = floor_hour(at);
+    if floor == at {
+        floor
+    } else {
+        floor + chrono::Duration::hours(1)
+    }
+}
+
+/// True for the kinds [`History::track`] follows a conversation's open or closed state by.
+fn sets_open_state(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Closed | EventKind::Reopened | EventKind::FollowUp
+    )
+}
+
+/// For a window's events (oldest first), the events from before `from` that [`History::track`]
+/// needs to tell whether a close in the window closed an open conversation: for each
+/// conversation whose first open-or-closed event in the window is a close, its last such event
+/// before the window, if any. Reads only those conversations' index entries.
+pub(super) fn open_state_before(
+    store: &Store,
+    events: &[Event],
+    from: DateTime<Utc>,
+) -> Result<Vec<Event>> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut before = Vec::new();
+    for event in events.iter().filter(|e| sets_open_state(e.kind)) {
+        let Some(conv) = event.conversation.as_deref() else {
+            continue;
+        };
+        if !seen.insert(conv) || event.kind != EventKind::Closed {
+            continue;
+        }
+        if let Some(last) = store.last_event_before(conv, from, |e| sets_open_state(e.kind))? {
+            before.push(last);
+        }
+    }
+    before.sort_by_key(|e| e.at);
+    Ok(before)
+}
 
 /// What one pass over the event log found.
 #[derive(Default)]
@@ -23,14 +73,88 @@ pub(super) struct History {
 impl History {
     pub(super) fn scan(events: &[Event], options: &Options) -> History {
         let mut history = History::default();
-        let wanted = |e: &&Event| options.mailbox.as_ref().is_none_or(|m| &e.mailbox == m);
+        history.scan_into(events, options.mailbox.as_deref(), &options.window);
+        history
+    }
+
+    /// Counts the events inside `window` (those before it only set conversations' state).
+    fn scan_into(&mut self, events: &[Event], mailbox: Option<&str>, window: &Window) {
+        let wanted = |e: &&Event| mailbox.is_none_or(|m| e.mailbox == m);
         for event in events.iter().filter(wanted) {
-            let closing = history.track(event);
-            if options.window.contains(event.at) {
-                history.count(event, closing);
+            let closing = self.track(event);
+            if window.contains(event.at) {
+                self.count(event, closing);
             }
         }
-        history
+    }
+
+    /// The same counts as [`History::scan`] over the store's whole log, for a report that
+    /// does not recompute: the whole hours inside the window come from the store's hourly
+    /// summaries, and only the parts of an hour at either end are read as events (with what
+    /// came before each part, as [`open_state_before`] finds it).
+    pub(super) fn from_store(store: &Store, options: &Options) -> Result<History> {
+        let window = &options.window;
+        let mailbox = options.mailbox.as_deref();
+        let mut history = History::default();
+        let first_hour = ceil_hour(window.from);
+        let end_hour = floor_hour(window.to);
+        if first_hour >= end_hour {
+            history.read_events(store, mailbox, window)?;
+            return Ok(history);
+        }
+        for part in [
+            Window {
+                from: window.from,
+                to: first_hour,
+            },
+            Window {
+                from: end_hour,
+                to: window.to,
+            },
+        ] {
+            if part.from < part.to {
+                history.read_events(store, mailbox, &part)?;
+            }
+        }
+        for summary in store.hour_summaries(first_hour, end_hour)? {
+            if mailbox.is_none_or(|m| summary.mailbox == m) {
+                history.add_summary(&summary);
+            }
+        }
+        Ok(history)
+    }
+
+    fn read_events(&mut self, store: &Store, mailbox: Option<&str>, part: &Window) -> Result<()> {
+        let mut events = store.events_between(part.from, part.to)?;
+        events.retain(|e| mailbox.is_none_or(|m| e.mailbox == m));
+        let before = open_state_before(store, &events, part.from)?;
+        self.scan_into(&before, mailbox, part);
+        self.scan_into(&events, mailbox, part);
+        Ok(())
+    }
+
+    fn add_summary(&mut self, summary: &HourSummary) {
+        let counts = Counts {
+            received: summary.received,
+            assigned: summary.assigned,
+            closed: summary.closed,
+        };
+        for target in [
+            self.days.entry(summary.hour.date_naive()).or_default(),
+            &mut self.hours[summary.hour.hour() as usize],
+        ] {
+            target.received += counts.received;
+            target.assigned += counts.assigned;
+            target.closed += counts.closed;
+        }
+        for a in &summary.agents {
+            if a.assigned > 0 {
+                *self.assigned_to.entry(a.agent.clone()).or_default() += a.assigned;
+            }
+            if a.closed > 0 {
+                *self.closed_by.entry(a.agent.clone()).or_default() += a.closed;
+            }
+        }
     }
 
     /// Follows a conversation's open/closed state; true when `event` closes an open one.
@@ -93,8 +217,7 @@ impl History {
 
     /// The conversation as the report sees it: with `recompute`, its response and close
     /// instants come from the log.
-    pub(super) fn apply(&self, conv: &Conversation, recompute: bool) -> Conversation {
-        let mut conv = conv.clone();
+    pub(super) fn apply(&self, conv: &mut Conversation, recompute: bool) {
         if recompute {
             conv.first_response_at = self.first_response.get(&conv.id).copied();
             if let Some(closed) = self.closed.get(&conv.id) {
@@ -105,7 +228,6 @@ impl History {
                 };
             }
         }
-        conv
     }
 
     pub(super) fn volume(&self, window: &Window) -> Volume {

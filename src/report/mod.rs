@@ -10,6 +10,8 @@
 //! conversations (backlog, response times, SLA outcomes, breakdowns): O(E + C) plus sorting the
 //! response-time samples, O(C log C), and a calendar walk per answered conversation that is
 //! proportional to the days it spans. Memory holds the loaded records, one `Vec` each.
+//! [`compute`], reading the store itself, replaces the pass over the events by the store's
+//! hourly summaries (O(hours in the window)) unless it recomputes.
 //!
 //! Business time is counted with the calendars of the config the report runs with; the store
 //! keeps instants, never business durations, so every report reflects today's calendars.
@@ -18,20 +20,19 @@ mod clocks;
 mod history;
 pub mod render;
 mod stats;
+mod tally;
 mod window;
-
-use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::sla::{Leg, State, Target};
-use crate::store::{Conversation, ConversationState, Event, ResponseSource, Store};
+use crate::store::{Conversation, Event, Store};
 pub use clocks::{Clocks, Standing, ALWAYS};
 use history::History;
 pub use stats::{human, percentile, Bucket, Distribution};
+use tally::Tally;
 pub use window::{parse_since, Window};
 
 /// What a report covers.
@@ -56,11 +57,31 @@ pub struct Data {
 }
 
 impl Data {
-    /// Reads conversations and events from the store.
+    /// Reads conversations and the whole event log from the store.
     pub fn load(store: &Store, mailbox: Option<&str>) -> Result<Data> {
         Ok(Data {
             conversations: store.conversations(mailbox)?,
             events: store.events()?,
+        })
+    }
+
+    /// Reads what a report over `options` needs, which gives the same report as [`Data::load`]:
+    /// the conversations, the events of the window only (a range read of the time-keyed log),
+    /// and for each conversation closed in the window the last event before it that says
+    /// whether it was open then, so a repeated close is still told from a first one. With
+    /// `recompute` the instants come from the whole log, so all of it is read.
+    pub fn load_for(store: &Store, options: &Options) -> Result<Data> {
+        let mailbox = options.mailbox.as_deref();
+        if options.recompute {
+            return Data::load(store, mailbox);
+        }
+        let window = &options.window;
+        let mut events = store.events_between(window.from, window.to)?;
+        events.retain(|e| mailbox.is_none_or(|m| e.mailbox == m));
+        let before = history::open_state_before(store, &events, window.from)?;
+        Ok(Data {
+            conversations: store.conversations(mailbox)?,
+            events: before.into_iter().chain(events).collect(),
         })
     }
 }
@@ -259,13 +280,29 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> Report {
     let history = History::scan(&data.events, options);
-    let conversations: Vec<Conversation> = data
-        .conversations
-        .iter()
-        .filter(|c| options.mailbox.as_ref().is_none_or(|m| &c.mailbox == m))
-        .map(|c| history.apply(c, options.recompute))
-        .collect();
-    let answered = answered_times(clocks, &conversations, &options.window);
+    let mut tally = Tally::new(clocks, &options.window, now);
+    let wanted = |c: &&Conversation| options.mailbox.as_ref().is_none_or(|m| &c.mailbox == m);
+    for conv in data.conversations.iter().filter(wanted) {
+        if options.recompute {
+            let mut conv = conv.clone();
+            history.apply(&mut conv, true);
+            tally.add(&conv);
+        } else {
+            tally.add(conv);
+        }
+    }
+    assemble(config, tally, &history, options, now)
+}
+
+/// The report from the conversations' tally and what the pass over the events found.
+fn assemble(
+    config: &Config,
+    tally: Tally<'_>,
+    history: &History,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Report {
+    let parts = tally.finish(config, options, history);
     Report {
         format: FORMAT_VERSION,
         generated_at: now,
@@ -273,25 +310,17 @@ pub fn build(
         window: options.window.clone(),
         recomputed: options.recompute,
         volume: history.volume(&options.window),
-        backlog: backlog(&conversations, now),
-        first_response: first_response(&answered, &conversations, &options.window),
-        agents: agents(config, options, &history, &conversations, &answered),
-        sla: sla_rows(clocks, &conversations, &options.window, now),
-        breakdowns: Breakdowns {
-            sender_domain: breakdown(&conversations, &answered, &options.window, |c| {
-                vec![sender_domain(c.from.as_deref())]
-            }),
-            tag: breakdown(&conversations, &answered, &options.window, |c| {
-                c.tags.clone()
-            }),
-            rule: breakdown(&conversations, &answered, &options.window, |c| {
-                c.rules.clone()
-            }),
-        },
+        backlog: parts.backlog,
+        first_response: parts.first_response,
+        agents: parts.agents,
+        sla: parts.sla,
+        breakdowns: parts.breakdowns,
     }
 }
 
-/// Loads the records and builds the report: the entry point of `postroom report`.
+/// Loads the records and builds the report: the entry point of `postroom report`. Without
+/// `recompute` the counts over time come from the store's hourly summaries, which give the
+/// numbers a pass over the whole log gives, without reading it.
 pub fn compute(
     config: &Config,
     store: &Store,
@@ -299,241 +328,16 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Result<Report> {
     let clocks = Clocks::from_config(config)?;
-    let data = Data::load(store, options.mailbox.as_deref())?;
-    Ok(build(config, &clocks, &data, options, now))
-}
-
-/// Elapsed and business first-response seconds of the conversations started in the window
-/// and answered, by conversation id.
-fn answered_times(
-    clocks: &Clocks,
-    conversations: &[Conversation],
-    window: &Window,
-) -> HashMap<String, (i64, i64)> {
-    conversations
-        .iter()
-        .filter(|c| window.contains(c.started))
-        .filter_map(|c| {
-            let at = c.first_response_at?;
-            let elapsed = (at - c.started).num_seconds().max(0);
-            Some((
-                c.id.clone(),
-                (elapsed, clocks.business_secs(c, c.started, at)),
-            ))
-        })
-        .collect()
-}
-
-fn backlog(conversations: &[Conversation], now: DateTime<Utc>) -> Backlog {
-    let open: Vec<&Conversation> = conversations
-        .iter()
-        .filter(|c| c.state == ConversationState::Open)
-        .collect();
-    let ages: Vec<i64> = open
-        .iter()
-        .map(|c| (now - c.started).num_seconds())
-        .collect();
-    let oldest = open
-        .iter()
-        .filter_map(|c| c.waiting_since.map(|since| (since, *c)))
-        .min_by_key(|(since, c)| (*since, c.id.clone()));
-    Backlog {
-        open: open.len() as u64,
-        waiting: open.iter().filter(|c| c.waiting_since.is_some()).count() as u64,
-        unassigned: open.iter().filter(|c| c.owner.is_none()).count() as u64,
-        age: stats::histogram(&ages, &stats::AGE_BOUNDS, stats::AGE_REST, false),
-        oldest_waiting: oldest.map(|(since, c)| OldestWaiting {
-            conversation: c.id.clone(),
-            mailbox: c.mailbox.clone(),
-            subject: c.subject.clone(),
-            owner: c.owner.clone(),
-            waiting_since: since,
-            age_secs: (now - since).num_seconds(),
-        }),
+    if options.recompute {
+        let data = Data::load(store, options.mailbox.as_deref())?;
+        return Ok(build(config, &clocks, &data, options, now));
     }
-}
-
-fn first_response(
-    answered: &HashMap<String, (i64, i64)>,
-    conversations: &[Conversation],
-    window: &Window,
-) -> FirstResponse {
-    let mut elapsed: Vec<i64> = answered.values().map(|t| t.0).collect();
-    let mut business: Vec<i64> = answered.values().map(|t| t.1).collect();
-    let unanswered = conversations
-        .iter()
-        .filter(|c| window.contains(c.started) && c.first_response_at.is_none())
-        .count() as u64;
-    let answered_by_flag = conversations
-        .iter()
-        .filter(|c| answered.contains_key(&c.id))
-        .filter(|c| c.first_response_by == Some(ResponseSource::AnsweredFlag))
-        .count() as u64;
-    FirstResponse {
-        elapsed: Distribution::of(&mut elapsed),
-        business: Distribution::of(&mut business),
-        unanswered,
-        answered_by_flag,
+    let history = History::from_store(store, options)?;
+    let mut tally = Tally::new(&clocks, &options.window, now);
+    for conv in store.conversations_iter(options.mailbox.as_deref()) {
+        tally.add(&conv?);
     }
-}
-
-fn agents(
-    config: &Config,
-    options: &Options,
-    history: &History,
-    conversations: &[Conversation],
-    answered: &HashMap<String, (i64, i64)>,
-) -> Vec<AgentRow> {
-    let mut ids: Vec<String> = config
-        .mailboxes
-        .iter()
-        .filter(|m| options.mailbox.as_ref().is_none_or(|n| &m.name == n))
-        .filter_map(|m| config.team(&m.team))
-        .flat_map(|t| t.agents.iter().cloned())
-        .chain(history.assigned_to.keys().cloned())
-        .chain(history.closed_by.keys().cloned())
-        .chain(conversations.iter().filter_map(|c| c.owner.clone()))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids.into_iter()
-        .map(|agent| {
-            let owned = || {
-                conversations
-                    .iter()
-                    .filter(|c| c.owner.as_ref() == Some(&agent))
-            };
-            let times: Vec<(i64, i64)> = owned()
-                .filter_map(|c| answered.get(&c.id).copied())
-                .collect();
-            let (mut elapsed, mut business): (Vec<i64>, Vec<i64>) = times.into_iter().unzip();
-            AgentRow {
-                assigned: history.assigned_to.get(&agent).copied().unwrap_or(0),
-                open: owned()
-                    .filter(|c| c.state == ConversationState::Open)
-                    .count() as u64,
-                closed: history.closed_by.get(&agent).copied().unwrap_or(0),
-                median_first_response_secs: stats::median(&mut elapsed),
-                median_first_response_business_secs: stats::median(&mut business),
-                agent,
-            }
-        })
-        .collect()
-}
-
-/// SLA outcomes of the conversations started in the window, per mailbox, policy and clock.
-fn sla_rows(
-    clocks: &Clocks,
-    conversations: &[Conversation],
-    window: &Window,
-    now: DateTime<Utc>,
-) -> Vec<SlaRow> {
-    let mut rows: BTreeMap<(String, String, &'static str), SlaRow> = BTreeMap::new();
-    for conv in conversations.iter().filter(|c| window.contains(c.started)) {
-        let Some(policy_name) = &conv.sla else {
-            continue;
-        };
-        let legs = [
-            (
-                Target::FirstResponse,
-                "first_response",
-                conv.first_response_at,
-            ),
-            (Target::Resolution, "resolution", conv.closed_at),
-        ];
-        let policy = clocks.policy(policy_name);
-        for (target, label, stopped) in legs {
-            if policy.is_some_and(|p| p.budget(target).is_none()) {
-                continue;
-            }
-            if policy.is_none() && target != Target::FirstResponse {
-                continue;
-            }
-            let key = (conv.mailbox.clone(), policy_name.clone(), label);
-            let row = rows.entry(key).or_insert_with(|| SlaRow {
-                mailbox: conv.mailbox.clone(),
-                policy: policy_name.clone(),
-                target: label.to_string(),
-                met: 0,
-                breached: 0,
-                at_risk: 0,
-                running: 0,
-                unevaluated: 0,
-                compliance_percent: None,
-            });
-            let leg = Leg {
-                target,
-                started: conv.started,
-                stopped,
-            };
-            match clocks.evaluate(conv, &leg, now).map(|e| e.state) {
-                Some(State::Met) => row.met += 1,
-                Some(State::Breached) => row.breached += 1,
-                Some(State::Warned) => row.at_risk += 1,
-                Some(State::Running) => row.running += 1,
-                None => row.unevaluated += 1,
-            }
-        }
-    }
-    rows.into_values()
-        .map(|mut row| {
-            row.compliance_percent = stats::percent(row.met, row.met + row.breached);
-            row
-        })
-        .collect()
-}
-
-/// Conversations started in the window, grouped by the keys `keys` gives each (a
-/// conversation with two tags counts under both).
-fn breakdown(
-    conversations: &[Conversation],
-    answered: &HashMap<String, (i64, i64)>,
-    window: &Window,
-    keys: impl Fn(&Conversation) -> Vec<String>,
-) -> Vec<BreakdownRow> {
-    let mut groups: BTreeMap<String, (BreakdownRow, Vec<i64>)> = BTreeMap::new();
-    for conv in conversations.iter().filter(|c| window.contains(c.started)) {
-        for key in keys(conv) {
-            add_to_group(&mut groups, key, conv, answered);
-        }
-    }
-    let mut rows: Vec<BreakdownRow> = groups
-        .into_values()
-        .map(|(mut row, mut times)| {
-            row.median_first_response_secs = stats::median(&mut times);
-            row
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.conversations
-            .cmp(&a.conversations)
-            .then(a.key.cmp(&b.key))
-    });
-    rows
-}
-
-fn add_to_group(
-    groups: &mut BTreeMap<String, (BreakdownRow, Vec<i64>)>,
-    key: String,
-    conv: &Conversation,
-    answered: &HashMap<String, (i64, i64)>,
-) {
-    let (row, times) = groups.entry(key.clone()).or_insert_with(|| {
-        let row = BreakdownRow {
-            key,
-            conversations: 0,
-            open: 0,
-            answered: 0,
-            median_first_response_secs: None,
-        };
-        (row, Vec::new())
-    });
-    row.conversations += 1;
-    row.open += u64::from(conv.state == ConversationState::Open);
-    if let Some((elapsed, _)) = answered.get(&conv.id) {
-        row.answered += 1;
-        times.push(*elapsed);
-    }
+    Ok(assemble(config, tally, &history, options, now))
 }
 
 /// The lower-cased domain of an address, `(none)` when there is no usable one.

@@ -462,7 +462,7 @@ fn availability_settings_are_checked() {
         ),
         (
             "away = [{ from = \"soon\", until = 2025-03-10 }]\n",
-            "(syntax)",
+            "agent[0].away[0].from",
         ),
         (
             "working_hours = { days = [\"mon\", \"fri\"], start = \"9\", end = \"17:00\" }\n",

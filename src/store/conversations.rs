@@ -4,26 +4,6 @@
 use super::*;
 
 impl Store {
-    /// Events about one conversation, oldest first, including those of conversations merged
-    /// into it.
-    pub fn history(&self, conversation: &str) -> Result<Vec<Event>> {
-        let mut ids = vec![conversation.to_string()];
-        let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
-        for conv in all.iter().filter(|c| c.merged_into.is_some()) {
-            if self
-                .conversation(&conv.id)?
-                .is_some_and(|c| c.id == conversation)
-            {
-                ids.push(conv.id.clone());
-            }
-        }
-        let events = self.events()?;
-        Ok(events
-            .into_iter()
-            .filter(|e| e.conversation.as_ref().is_some_and(|c| ids.contains(c)))
-            .collect())
-    }
-
     /// The record of a message by its Message-ID (any mailbox), for admin commands.
     pub fn message_by_id(&self, message_id: &str) -> Result<Option<MessageRecord>> {
         let wanted = crate::message::clean_id(message_id);
@@ -121,7 +101,7 @@ impl Store {
             };
             let owner = conv.owner.clone();
             change(&mut conv, load)?;
-            put_json(conversations, conv.id.as_bytes(), &conv)?;
+            put_conversation(conversations, &conv)?;
             if conv.owner.is_some() && conv.owner != owner {
                 // Its other messages still sit in the previous owner's folder.
                 realign.insert(pair(&conv.mailbox, &conv.id), &[])?;

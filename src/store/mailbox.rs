@@ -93,7 +93,7 @@ impl Store {
     /// progress at the new name.
     pub fn rename_folder(&self, mailbox: &str, old: &str, new: &str) -> Result<usize> {
         let mut changed = 0;
-        for mut record in self.messages(mailbox)? {
+        for mut record in self.filed(mailbox)? {
             let here = MessageState::Filed {
                 folder: old.to_string(),
             };

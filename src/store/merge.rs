@@ -45,7 +45,7 @@ pub(super) fn resolve_tx(
 ) -> TxResult<Option<Conversation>> {
     let mut id = id.to_string();
     for _ in 0..MAX_MERGE_HOPS {
-        match get_tx::<Conversation>(conversations, id.as_bytes())? {
+        match get_conversation(conversations, id.as_bytes())? {
             Some(Conversation {
                 merged_into: Some(into),
                 ..
@@ -64,7 +64,7 @@ pub(super) fn fold(
     into: &str,
     at: DateTime<Utc>,
 ) -> TxResult<()> {
-    let Some(mut gone) = get_tx::<Conversation>(trees.conversations, plan.id.as_bytes())? else {
+    let Some(mut gone) = get_conversation(trees.conversations, plan.id.as_bytes())? else {
         return Ok(());
     };
     let Some(mut kept) = resolve_tx(trees.conversations, into)? else {
@@ -141,17 +141,27 @@ pub(super) fn fold(
     gone.merged_into = Some(kept.id.clone());
     gone.state = ConversationState::Closed;
     gone.closed_at = Some(at);
-    put_json(trees.conversations, gone.id.as_bytes(), &gone)?;
-    put_json(trees.conversations, kept.id.as_bytes(), &kept)?;
+    put_conversation(trees.conversations, &gone)?;
+    put_conversation(trees.conversations, &kept)?;
     trees.realign.insert(pair(&kept.mailbox, &kept.id), &[])?;
+    trees.members.insert(merged_key(&kept.id, &gone.id), &[])?;
     put_event(trees.events, &event)
+}
+
+/// Where the member index notes that `gone` was merged into `kept`, so the survivor's history
+/// can include the absorbed one's. No conversation id starts with NUL.
+fn merged_key(kept: &str, gone: &str) -> Vec<u8> {
+    let mut key = b"\0merged\0".to_vec();
+    key.extend_from_slice(&pair(kept, gone));
+    key
 }
 
 impl Store {
     /// What merging conversation `id` away needs, read before the transaction; `None` when it
     /// does not exist or was merged already.
     pub(super) fn merge_plan(&self, id: &str) -> Result<Option<MergePlan>> {
-        match get_json::<Conversation>(&self.conversations, id.as_bytes())? {
+        let stored = self.conversations.get(id).context("read the database")?;
+        match stored.map(|bytes| codec::decode(&bytes)).transpose()? {
             Some(conv) if conv.merged_into.is_none() => Ok(Some(MergePlan {
                 id: conv.id.clone(),
                 members: self.member_list(&conv.id)?,
@@ -185,6 +195,25 @@ impl Store {
             }
         }
         Ok(records)
+    }
+
+    /// Every conversation merged into `id`, directly or through others.
+    pub(super) fn merged_into(&self, id: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut todo = vec![id.to_string()];
+        while let Some(next) = todo.pop() {
+            if out.len() > 1000 {
+                break;
+            }
+            let start = merged_key(&next, "");
+            for key in self.members.scan_prefix(&start).keys() {
+                let key = key.context("scan the member index")?;
+                let gone = String::from_utf8_lossy(&key[start.len()..]).into_owned();
+                todo.push(gone.clone());
+                out.push(gone);
+            }
+        }
+        Ok(out)
     }
 
     /// Conversations of a mailbox whose messages may sit in another agent's folder than their

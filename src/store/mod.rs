@@ -10,13 +10,18 @@
 //! message landed. A crash between the two leaves a `Pending` record that the mailbox side
 //! finishes on start, so a message is never decided twice and never forgotten.
 
+mod codec;
 mod conversations;
+mod events;
 mod mailbox;
 mod merge;
 mod outbox;
+mod summary;
 mod threads;
+mod upgrade;
 
 pub use outbox::{OutboxMail, OutboxState};
+pub use summary::{AgentCounts, HourSummary};
 
 use std::path::Path;
 
@@ -25,6 +30,8 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
+
+use events::put_event;
 
 /// Where a message stands in postroom's handling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +306,7 @@ pub struct Store {
     rotation: sled::Tree,
     sync: sled::Tree,
     events: sled::Tree,
+    filed: sled::Tree,
     quarantine: sled::Tree,
     agents: sled::Tree,
     waiting: sled::Tree,
@@ -313,7 +321,8 @@ type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
 const MAX_MERGE_HOPS: usize = 16;
 
 impl Store {
-    /// Opens (creating if needed) the database under `dir`.
+    /// Opens (creating if needed) the database under `dir`, bringing a store written by an
+    /// earlier version up to the current layout first (see `upgrade`).
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
@@ -332,7 +341,8 @@ impl Store {
             load: tree("load")?,
             rotation: tree("rotation")?,
             sync: tree("sync")?,
-            events: tree("events")?,
+            events: tree(events::TREE)?,
+            filed: tree("filed")?,
             quarantine: tree("quarantine")?,
             agents: tree("agents")?,
             waiting: tree("waiting")?,
@@ -341,6 +351,9 @@ impl Store {
             realign: tree("realign")?,
             db,
         };
+        upgrade::run(&store).with_context(|| {
+            format!("cannot bring the database in {} up to date", dir.display())
+        })?;
         store.index_members_once()?;
         Ok(store)
     }
@@ -370,16 +383,34 @@ impl Store {
         scan_json(&self.messages, &prefix(mailbox))
     }
 
+    /// The message records of a mailbox in state `Filed`, read through the filed index: the
+    /// cost follows the mail that sits in folders now, not the mailbox's whole history.
+    pub fn filed(&self, mailbox: &str) -> Result<Vec<MessageRecord>> {
+        let mut out = Vec::new();
+        for entry in self.filed.scan_prefix(prefix(mailbox)) {
+            let (key, _) = entry.context("scan the filed index")?;
+            if let Some(record) = get_json::<MessageRecord>(&self.messages, &key)? {
+                if matches!(record.state, MessageState::Filed { .. }) {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A conversation by id; for one merged into another, the one it was merged into.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
         let mut id = id.to_string();
         for _ in 0..MAX_MERGE_HOPS {
-            match get_json::<Conversation>(&self.conversations, id.as_bytes())? {
-                Some(Conversation {
+            let Some(bytes) = self.conversations.get(&id).context("read the database")? else {
+                return Ok(None);
+            };
+            match codec::decode(&bytes)? {
+                Conversation {
                     merged_into: Some(into),
                     ..
-                }) => id = into,
-                found => return Ok(found),
+                } => id = into,
+                found => return Ok(Some(found)),
             }
         }
         Ok(None)
@@ -387,11 +418,25 @@ impl Store {
 
     /// Every conversation, optionally of one mailbox (merged ones are part of another).
     pub fn conversations(&self, mailbox: Option<&str>) -> Result<Vec<Conversation>> {
-        let all: Vec<Conversation> = scan_json(&self.conversations, b"")?;
-        Ok(all
-            .into_iter()
-            .filter(|c| c.merged_into.is_none() && mailbox.is_none_or(|m| c.mailbox == m))
-            .collect())
+        self.conversations_iter(mailbox).collect()
+    }
+
+    /// Every conversation, optionally of one mailbox, one at a time: for a pass over a large
+    /// store that need not hold them all.
+    pub fn conversations_iter<'a>(
+        &'a self,
+        mailbox: Option<&'a str>,
+    ) -> impl Iterator<Item = Result<Conversation>> + 'a {
+        self.conversations
+            .iter()
+            .map(|entry| {
+                let (_, bytes) = entry.context("scan the database")?;
+                codec::decode(&bytes)
+            })
+            .filter(move |conv| match conv {
+                Ok(conv) => conv.merged_into.is_none() && mailbox.is_none_or(|m| conv.mailbox == m),
+                Err(_) => true,
+            })
     }
 
     /// The last agent the team's rotation chose.
@@ -430,6 +475,7 @@ impl Store {
         };
         let trees = (
             &self.messages,
+            &self.filed,
             &self.threads,
             &self.conversations,
             &self.load,
@@ -439,14 +485,25 @@ impl Store {
             &self.realign,
         );
         let result = trees.transaction(
-            |(messages, threads, conversations, load, rotation, events, members, realign)| {
+            |(
+                messages,
+                filed,
+                threads,
+                conversations,
+                load,
+                rotation,
+                events,
+                members,
+                realign,
+            )| {
                 let mut message = commit.message.clone();
                 if !commit.work && commit.new_conversation {
                     // Automatic or ignored mail that joins nothing starts no conversation: it
                     // is nobody's work and must not show as backlog.
                     message.conversation = String::new();
-                    put_json(
+                    put_message(
                         messages,
+                        filed,
                         &pair(&message.mailbox, &message.identity),
                         &message,
                     )?;
@@ -455,8 +512,9 @@ impl Store {
                 }
                 let (conv_id, owner_changed) = write_conversation(conversations, load, commit)?;
                 message.conversation = conv_id.clone();
-                put_json(
+                put_message(
                     messages,
+                    filed,
                     &pair(&message.mailbox, &message.identity),
                     &message,
                 )?;
@@ -511,12 +569,13 @@ impl Store {
         event: Event,
     ) -> Result<()> {
         let key = pair(mailbox, identity);
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, filed, events)| {
             let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                 return Ok(());
             };
             record.state = state.clone();
-            put_json(messages, &key, &record)?;
+            put_message(messages, filed, &key, &record)?;
             put_event(events, &event)?;
             Ok(())
         });
@@ -532,14 +591,15 @@ impl Store {
         mailbox: &str,
         filed: &[(String, MessageState, Event)],
     ) -> Result<()> {
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, index, events)| {
             for (identity, state, event) in filed {
                 let key = pair(mailbox, identity);
                 let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                     continue;
                 };
                 record.state = state.clone();
-                put_json(messages, &key, &record)?;
+                put_message(messages, index, &key, &record)?;
                 put_event(events, event)?;
             }
             Ok(())
@@ -558,30 +618,17 @@ impl Store {
         event: Event,
     ) -> Result<()> {
         let key = pair(mailbox, identity);
-        let result = (&self.messages, &self.events).transaction(|(messages, events)| {
+        let trees = (&self.messages, &self.filed, &self.events);
+        let result = trees.transaction(|(messages, filed, events)| {
             let Some(mut record) = get_tx::<MessageRecord>(messages, &key)? else {
                 return Ok(());
             };
             record.state = state.clone();
             record.owner = owner.clone();
-            put_json(messages, &key, &record)?;
+            put_message(messages, filed, &key, &record)?;
             put_event(events, &event)
         });
         unwrap_tx(result).context("record where the message is")
-    }
-
-    /// Appends an event on its own.
-    pub fn append_event(&self, event: &Event) -> Result<()> {
-        let id = self.db.generate_id().context("generate event id")?;
-        self.events
-            .insert(id.to_be_bytes(), serde_json::to_vec(event)?)
-            .context("write event")?;
-        Ok(())
-    }
-
-    /// All events in the order they were written.
-    pub fn events(&self) -> Result<Vec<Event>> {
-        scan_json(&self.events, b"")
     }
 }
 
@@ -630,7 +677,7 @@ fn write_conversation(
                 }
             }
             if !commit.work {
-                put_json(conversations, conv.id.as_bytes(), &conv)?;
+                put_conversation(conversations, &conv)?;
                 return Ok((conv.id, owner_changed));
             }
             if conv.waiting_since.is_none() {
@@ -668,8 +715,24 @@ fn write_conversation(
             }
         }
     };
-    put_json(conversations, conversation.id.as_bytes(), &conversation)?;
+    put_conversation(conversations, &conversation)?;
     Ok((conversation.id, owner_changed))
+}
+
+/// Reads a conversation inside a transaction.
+fn get_conversation(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Conversation>> {
+    match tree.get(key)? {
+        Some(bytes) => codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| ConflictableTransactionError::Abort(format!("{e:#}"))),
+        None => Ok(None),
+    }
+}
+
+/// Writes a conversation, in the compact form, inside a transaction.
+fn put_conversation(tree: &TransactionalTree, conv: &Conversation) -> TxResult<()> {
+    tree.insert(conv.id.as_bytes(), codec::encode(conv))?;
+    Ok(())
 }
 
 /// Records an agent's turn: the team's last chosen agent, and a per-team turn number that
@@ -699,9 +762,20 @@ fn decode_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
-fn put_event(events: &TransactionalTree, event: &Event) -> TxResult<()> {
-    let id = events.generate_id()?;
-    put_json(events, &id.to_be_bytes(), event)
+/// Writes a message record and keeps the filed index in step with its state, in the caller's
+/// transaction: the index holds exactly the records whose state is `Filed`.
+fn put_message(
+    messages: &TransactionalTree,
+    filed: &TransactionalTree,
+    key: &[u8],
+    record: &MessageRecord,
+) -> TxResult<()> {
+    if matches!(record.state, MessageState::Filed { .. }) {
+        filed.insert(key, &[])?;
+    } else {
+        filed.remove(key)?;
+    }
+    put_json(messages, key, record)
 }
 
 fn pair(a: &str, b: &str) -> Vec<u8> {
