@@ -5,7 +5,8 @@
 //! visible truth, so what is found there wins over the store.
 //!
 //! Watching costs no extra connection: between IDLEs the worker asks STATUS of each managed
-//! folder (cheap), and only a folder whose UIDNEXT moved is selected and its new messages read.
+//! folder (cheap; one LIST-STATUS for all of them where the server has it), and only a folder
+//! whose UIDNEXT moved is selected and its new messages read.
 //! Removals leave no new UID anywhere postroom looks (a delete, a move to an unmanaged folder),
 //! so [`Watcher::reconcile`] compares each folder's Message-IDs with the store on start and on a
 //! schedule.
@@ -74,6 +75,9 @@ pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed>
     out
 }
 
+/// Each folder's STATUS at a full reconcile, in folder order: see [`Watcher::reconcile`].
+pub type Snapshot = Vec<(String, crate::imap::FolderInfo)>;
+
 /// Turns what is found in managed folders into store updates for one mailbox.
 pub struct Watcher<'a> {
     /// The mailbox's config.
@@ -91,8 +95,10 @@ impl Watcher<'_> {
     /// selected again if anything else was selected. Returns how many arrivals were examined.
     pub async fn poll(&self, conn: &mut Connection) -> Result<usize> {
         let mut examined = 0;
-        for managed in managed_folders(self.mailbox, self.config) {
-            let status = conn.status(&managed.folder).await?;
+        let managed_all = managed_folders(self.mailbox, self.config);
+        let names: Vec<String> = managed_all.iter().map(|m| m.folder.clone()).collect();
+        let statuses = conn.statuses(&names).await?;
+        for (managed, status) in managed_all.into_iter().zip(statuses) {
             let previous = self
                 .store
                 .folder_sync(&self.mailbox.name, &managed.folder)?;
@@ -424,12 +430,36 @@ impl Watcher<'_> {
     /// nowhere was deleted or moved out of postroom's sight, so its conversation is closed; one
     /// found only in another managed folder was moved there by a person, which the folder poll
     /// normally sees first, and is taken as such here if the poll missed it.
-    pub async fn reconcile(&self, conn: &mut Connection) -> Result<()> {
-        let managed = managed_folders(self.mailbox, self.config);
-        let mut folders: Vec<String> = managed.iter().map(|m| m.folder.clone()).collect();
+    ///
+    /// `last` is what the folders' STATUS said at the previous full comparison. When every
+    /// folder still has the same UIDVALIDITY, UIDNEXT and message count, nothing arrived (the
+    /// UIDNEXT would have moved) and so nothing left (the count would have dropped), and the
+    /// listing is skipped: an idle mailbox's reconcile costs one LIST-STATUS, or a STATUS per
+    /// folder, instead of a SELECT and a Message-ID fetch per folder.
+    pub async fn reconcile(
+        &self,
+        conn: &mut Connection,
+        last: &mut Option<Snapshot>,
+    ) -> Result<()> {
+        let mut folders: Vec<String> = managed_folders(self.mailbox, self.config)
+            .into_iter()
+            .map(|m| m.folder)
+            .collect();
         folders.push(self.mailbox.inbox.clone());
+        let states = conn.statuses(&folders).await?;
+        let now: Snapshot = folders.iter().cloned().zip(states).collect();
+        if last.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        self.compare(conn, &folders).await?;
+        *last = Some(now);
+        Ok(())
+    }
+
+    async fn compare(&self, conn: &mut Connection, folders: &[String]) -> Result<()> {
+        let managed = managed_folders(self.mailbox, self.config);
         let mut places: HashMap<String, Vec<String>> = HashMap::new();
-        for folder in &folders {
+        for folder in folders {
             conn.select(folder).await?;
             for id in conn
                 .message_ids()

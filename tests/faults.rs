@@ -217,6 +217,49 @@ async fn refused_logins_over_the_connection_limit_are_waited_out() {
     assert_decided_once(&rig.site, ids.len());
 }
 
+/// What an idle mailbox costs (issue 9): each folder poll asks all managed folders with one
+/// LIST-STATUS on a server that has it, and never selects a folder whose only new messages
+/// are the ones postroom filed itself (COPYUID).
+#[tokio::test]
+async fn idle_folder_polls_are_one_command_and_skip_own_moves() {
+    let rig = Rig::new(Flavor::Standard, "leanpoll");
+    let mut client = rig.site.client().await;
+    let mut daemon = rig.site.start();
+    wait_watching(&daemon).await.unwrap();
+    let ids = deliver(&mut client, "leanpoll", 6).await;
+    wait_all_filed(&mut client, ids.len(), FILE_LIMIT)
+        .await
+        .unwrap();
+    // A few folder polls (every second in the tests' config) after everything was filed.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    stop(&mut daemon).await;
+
+    let log = rig.proxy.commands();
+    let polls = log
+        .iter()
+        .filter(|c| c.starts_with("LIST \"\" (") && c.contains("RETURN (STATUS"))
+        .count();
+    assert!(polls >= 2, "no LIST-STATUS polls: {log:?}");
+    assert!(
+        !log.iter().any(|c| c.starts_with("STATUS ")),
+        "a STATUS per folder on a server with LIST-STATUS: {log:?}"
+    );
+    // The reconcile selects agent folders too, but lists only Message-IDs; reading arrivals
+    // fetches bodies.
+    let mut selected = "";
+    for command in &log {
+        if let Some(folder) = command.strip_prefix("SELECT ") {
+            selected = folder;
+        } else if command.contains("BODY.PEEK[TEXT]") {
+            assert!(
+                !selected.contains("Assigned"),
+                "an agent folder was read back after postroom's own moves: {log:?}"
+            );
+        }
+    }
+    assert_filed_once(&mut client, &ids).await;
+}
+
 #[tokio::test]
 async fn without_move_and_idle_the_daemon_polls_and_still_files_everything() {
     let rig = Rig::new(Flavor::Standard, "nocaps");

@@ -418,6 +418,70 @@ async fn a_drag_the_folder_poll_missed_is_found_by_reconciliation() {
     );
 }
 
+/// Files three conversations (alice, bob, zoe in round robin) on a fresh site.
+async fn with_three_conversations(site: &Site, client: &mut ImapClient) -> Daemon {
+    let daemon = site.start();
+    wait_watching(&daemon).await.unwrap();
+    for i in 0..3 {
+        let raw = mail(&format!("o{i}@c.example.test"), &format!("Case {i}"), None);
+        client.append("INBOX", &raw).await.unwrap();
+    }
+    wait_all_filed(client, 3, LIMIT).await.unwrap();
+    daemon
+}
+
+/// What postroom files itself is not read back by the folder poll: the server names the new
+/// UIDs (COPYUID) and the folders' sync points move past them.
+async fn own_moves_are_not_read_back(flavor: Flavor) {
+    let site = Site::new(flavor, "ownmoves");
+    let mut client = site.client().await;
+    let daemon = with_three_conversations(&site, &mut client).await;
+    // Several folder polls (every second here) after the filing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let output = daemon.output();
+    stop(daemon).await;
+    assert!(
+        !output.contains("new arrivals in a managed folder"),
+        "the poll read postroom's own moves back:\n{output}"
+    );
+}
+
+/// A person's drag into a folder right after postroom filed a message there is still a drag:
+/// only postroom's own new UIDs are skipped, never one that lands after them.
+async fn drag_right_after_own_move(flavor: Flavor) {
+    let site = Site::new(flavor, "afterown");
+    let mut client = site.client().await;
+    let daemon = with_three_conversations(&site, &mut client).await;
+    // The fourth conversation goes to alice; the moment it is there, bob's is dragged after it.
+    let raw = mail("o3@c.example.test", "Case 3", None);
+    client.append("INBOX", &raw).await.unwrap();
+    let alice = agent_folder("alice");
+    wait_for("o3 filed", LIMIT, Duration::from_millis(5), async || {
+        Ok(holds(&mut client, &alice, "o3@c.example.test").await)
+    })
+    .await
+    .unwrap();
+    let uid = uid_in(&mut client, &agent_folder("bob"), "o1@c.example.test").await;
+    client
+        .uid_move(&agent_folder("bob"), uid, &alice)
+        .await
+        .unwrap();
+    wait_event(&daemon, "reassigned from bob to alice").await;
+    stop(daemon).await;
+    let store = site.store();
+    let record = store.message_by_id("o1@c.example.test").unwrap().unwrap();
+    let conv = store.conversation(&record.conversation).unwrap().unwrap();
+    assert_eq!(conv.owner.as_deref(), Some("alice"));
+    assert_eq!(store.open_count("alice").unwrap(), 3);
+    assert_eq!(store.open_count("bob").unwrap(), 0);
+    let own = store.message_by_id("o3@c.example.test").unwrap().unwrap();
+    let history = store.history(&own.conversation).unwrap();
+    assert!(
+        history.iter().all(|e| e.kind != EventKind::Reassigned),
+        "postroom's own move was taken for a drag: {history:#?}"
+    );
+}
+
 macro_rules! on_both_servers {
     ($($name:ident),*) => {
         mod dovecot {
@@ -436,5 +500,7 @@ on_both_servers!(
     drag_back_to_inbox_routes_again,
     delete_closes,
     wiped_store_is_rebuilt_from_folders,
-    renamed_agent_keeps_folder_contents
+    renamed_agent_keeps_folder_contents,
+    own_moves_are_not_read_back,
+    drag_right_after_own_move
 );

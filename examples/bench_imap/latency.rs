@@ -4,7 +4,9 @@
 //! Reported per message: end to end (APPEND sent to the server's OK for postroom's MOVE of that
 //! UID, which is when the message is in the agent folder), Dovecot's notification delay (APPEND
 //! answered to the next EXISTS during IDLE on postroom's connection) and, from the proxy alone,
-//! postroom's own part (that EXISTS to the MOVE's OK).
+//! postroom's own part (that EXISTS to the MOVE's OK). Postroom's own histogram of that part
+//! (`postroom_handling_seconds`, IDLE's end to the move answered) is read from its `/metrics`
+//! at the end and reported beside the proxy's figures.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +37,13 @@ pub async fn run(
     let (port, timings) = crate::proxy::start(dovecot.port()).await?;
     let dir = work.join("postroom-latency");
     std::fs::create_dir_all(&dir)?;
-    let config = util::write_config(&dir, port, &users, "")?;
+    // `BENCH_MAILBOX_EXTRA` (e.g. `folder_poll_secs = 600`) tries settings without a rebuild.
+    let extra = std::env::var("BENCH_MAILBOX_EXTRA").unwrap_or_default();
+    let config = util::write_config(&dir, port, &users, &extra)?;
+    let http = free_port()?;
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{http}\"\n"));
+    std::fs::write(&config, text)?;
     let config = config.to_string_lossy().into_owned();
     let mut daemon = Daemon::spawn(
         util::postroom_binary()?,
@@ -68,6 +76,10 @@ pub async fn run(
         println!("warning: {err:#}");
     }
     report(&sent, &lock(&timings))?;
+    match scrape(http).await {
+        Ok(metrics) => report_histogram(&metrics)?,
+        Err(err) => println!("warning: could not read postroom's /metrics: {err:#}"),
+    }
     let unmoved: Vec<String> = {
         let t = lock(&timings);
         sent.iter()
@@ -182,4 +194,85 @@ fn lock(
     m: &std::sync::Mutex<crate::proxy::Timings>,
 ) -> std::sync::MutexGuard<'_, crate::proxy::Timings> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `GET /metrics` from postroom's listener on loopback.
+async fn scrape(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+/// Postroom's own handling histogram, summed over every mailbox: the share of rounds handled
+/// within 5 ms and the bucket bounds that hold the median and the 99th percentile.
+fn report_histogram(metrics: &str) -> Result<()> {
+    let mut buckets: std::collections::BTreeMap<u64, f64> = Default::default();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("postroom_handling_seconds_bucket{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let le = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("le=\""))
+            .map(|v| v.trim_end_matches('"'));
+        let (Some(le), Ok(count)) = (le, value.trim().parse::<f64>()) else {
+            continue;
+        };
+        // Bounds in microseconds as the key, "+Inf" last.
+        let key = le
+            .parse::<f64>()
+            .map(|v| (v * 1e6).round() as u64)
+            .unwrap_or(u64::MAX);
+        *buckets.entry(key).or_default() += count;
+    }
+    let total = buckets.get(&u64::MAX).copied().unwrap_or(0.0);
+    if total == 0.0 {
+        println!("warning: postroom's handling histogram is empty");
+        return Ok(());
+    }
+    let within = |us: u64| buckets.get(&us).copied().unwrap_or(0.0) / total;
+    let bound = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| **c >= q * total)
+            .map(|(us, _)| *us as f64 / 1e3)
+            .unwrap_or(f64::INFINITY)
+    };
+    println!("latency: postroom's own histogram holds {total} rounds");
+    let name = "postroom histogram (IDLE end to MOVE OK)";
+    record(
+        "latency",
+        &format!("{name}: share within 5 ms"),
+        within(5_000) * 100.0,
+        "%",
+        ">= 99%",
+    )?;
+    record(
+        "latency",
+        &format!("{name}: bucket holding p50"),
+        bound(0.5),
+        "ms <=",
+        "",
+    )?;
+    record(
+        "latency",
+        &format!("{name}: bucket holding p99"),
+        bound(0.99),
+        "ms <=",
+        "< 5 ms",
+    )?;
+    Ok(())
 }

@@ -35,6 +35,10 @@ use tokio_rustls::client::TlsStream;
 use crate::config::{MailboxConfig, Security, ServerConfig};
 use crate::secret::Secret;
 
+/// How many unsolicited responses async-imap queues before it drops the rest (its channel is
+/// `bounded(100)`).
+const UNSOLICITED_CAPACITY: usize = 100;
+
 /// A socket, with or without TLS.
 #[derive(Debug)]
 pub enum Stream {
@@ -91,6 +95,8 @@ pub struct Capabilities {
     pub uidplus: bool,
     /// RFC 2177 IDLE.
     pub idle: bool,
+    /// RFC 5819 LIST-STATUS: the state of many folders in one command.
+    pub list_status: bool,
 }
 
 /// What SELECT told us about a folder.
@@ -141,6 +147,8 @@ pub struct Connection {
     expires_at: Option<Instant>,
     /// The place in the account's budget, freed when the connection is dropped.
     permit: budget::Permit,
+    /// When the last IDLE ended with news from the server.
+    announced_at: Option<Instant>,
 }
 
 /// Runs a command on the connection's session with the command time-out; when it fails, a
@@ -152,6 +160,10 @@ macro_rules! command {
         $self.with_bye(result)
     }};
 }
+
+mod moves;
+mod statuses;
+pub use moves::Copied;
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,6 +243,7 @@ impl Connection {
             delimiter: "/".into(),
             expires_at: credentials.expires_at(),
             permit,
+            announced_at: None,
         };
         connection.read_capabilities().await?;
         connection.read_delimiter().await?;
@@ -243,6 +256,12 @@ impl Connection {
     /// `* BYE Session invalidated - AccessTokenExpired`.
     pub fn expires_at(&self) -> Option<Instant> {
         self.expires_at
+    }
+
+    /// When the last IDLE ended because the server reported something (new mail, mostly):
+    /// where postroom's own part of the latency starts.
+    pub fn announced_at(&self) -> Option<Instant> {
+        self.announced_at
     }
 
     /// `limit`, shortened to end at the renewal deadline; an error once that has passed.
@@ -284,6 +303,7 @@ impl Connection {
             moves: caps.has_str("MOVE"),
             uidplus: caps.has_str("UIDPLUS"),
             idle: caps.has_str("IDLE"),
+            list_status: caps.has_str("LIST-STATUS"),
         };
         Ok(())
     }
@@ -314,6 +334,16 @@ impl Connection {
     /// Creates every folder (and parent) in `folders` that does not exist yet.
     pub async fn ensure_folders(&mut self, folders: &[String]) -> Result<Vec<String>> {
         let existing = self.folder_names().await?;
+        self.ensure_listed(&existing, folders).await
+    }
+
+    /// [`Connection::ensure_folders`] with the wire names of every folder already listed
+    /// ([`Connection::folder_names`]), which saves a LIST when the caller has one.
+    pub async fn ensure_listed(
+        &mut self,
+        existing: &[String],
+        folders: &[String],
+    ) -> Result<Vec<String>> {
         let mut created = Vec::new();
         for folder in folders {
             let parts: Vec<&str> = folder.split('/').collect();
@@ -449,49 +479,6 @@ impl Connection {
         self.add_keyword(uids, owner).await
     }
 
-    /// Moves messages from the selected folder to `folder`: MOVE where advertised, otherwise
-    /// COPY, `\Deleted` and UID EXPUNGE of exactly these UIDs.
-    pub async fn move_uids(&mut self, uids: &[u32], folder: &str) -> Result<()> {
-        let set = uid_set(uids);
-        let wire = self.wire_name(folder);
-        if self.caps.moves {
-            return command!(
-                self,
-                &format!("UID MOVE to {folder}"),
-                self.session.uid_mv(&set, &wire),
-            );
-        }
-        command!(
-            self,
-            &format!("UID COPY to {folder}"),
-            self.session.uid_copy(&set, &wire),
-        )?;
-        command!(self, "UID STORE +FLAGS (\\Deleted)", async {
-            self.session
-                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                .await?
-                .try_collect::<Vec<_>>()
-                .await
-        })?;
-        if self.caps.uidplus {
-            command!(self, "UID EXPUNGE", async {
-                self.session
-                    .uid_expunge(&set)
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?;
-        } else {
-            // Without UIDPLUS a plain EXPUNGE would also remove messages someone else marked
-            // \Deleted; leaving ours marked is the lesser harm, and Outlook hides them.
-            tracing::warn!(
-                folder,
-                "server lacks MOVE and UIDPLUS; moved copies left marked \\Deleted"
-            );
-        }
-        Ok(())
-    }
-
     /// UIDNEXT, UIDVALIDITY and message count of a folder by STATUS, without selecting it.
     pub async fn status(&mut self, folder: &str) -> Result<FolderInfo> {
         let wire = self.wire_name(folder);
@@ -525,6 +512,25 @@ impl Connection {
         while self.session.unsolicited_responses.try_recv().is_ok() {}
     }
 
+    /// Like [`Connection::drain_unsolicited`], and says whether the queue held news of the
+    /// selected folder (EXISTS or RECENT). After an IDLE that our own timer ended, this is
+    /// mail the server announced while DONE was being answered: Dovecot sends a pending
+    /// EXISTS then. Only ever a hint that looking now is worthwhile; a full queue (it drops
+    /// what does not fit) counts as news too.
+    pub fn drain_news(&mut self) -> bool {
+        use async_imap::types::UnsolicitedResponse;
+        let mut news = false;
+        let mut count = 0usize;
+        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            count += 1;
+            news |= matches!(
+                response,
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+            );
+        }
+        news || count >= UNSOLICITED_CAPACITY
+    }
+
     /// IDLE until the server reports something, `limit` passes, or `stop` fires.
     /// A `* BYE` or a closed stream during IDLE is an error: a disconnect, never "no news".
     /// A token login's IDLE also ends at [`Connection::expires_at`]; once that has passed,
@@ -542,6 +548,7 @@ impl Connection {
             delimiter,
             expires_at,
             permit,
+            announced_at,
         } = self;
         let mut handle = session.idle();
         timed(timeout, "IDLE", handle.init()).await?;
@@ -555,6 +562,8 @@ impl Connection {
             _ = stop.wait_for(|s| *s) => None,
         };
         drop(interrupt);
+        let woke = Instant::now();
+        let mut announced_at = announced_at;
         let end = match response {
             None => IdleEnd::Interrupted,
             Some(Ok(IdleResponse::Timeout)) => IdleEnd::Timeout,
@@ -562,6 +571,7 @@ impl Connection {
                 if let Some(text) = bye_text(data.parsed()) {
                     bail!("the server closed the connection during IDLE: BYE {text}");
                 }
+                announced_at = Some(woke);
                 IdleEnd::NewData
             }
             // async-imap reports end-of-stream as a manual interrupt; we never interrupt
@@ -581,6 +591,7 @@ impl Connection {
                 delimiter,
                 expires_at,
                 permit,
+                announced_at,
             },
             end,
         ))

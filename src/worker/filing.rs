@@ -21,7 +21,10 @@ impl Worker {
                 self.mark_owner(conn, &group).await?;
             }
             match conn.move_uids(&uids, &folder).await {
-                Ok(()) => self.filed(&group, &folder)?,
+                Ok(copied) => {
+                    self.filed(&group, &folder)?;
+                    self.pass_own_moves(&folder, copied.as_ref())?;
+                }
                 Err(err) if crate::imap::is_refusal(&err) => {
                     warn!(mailbox = %self.mailbox.name, folder, error = %format!("{err:#}"),
                           "move refused; checking message by message");
@@ -79,7 +82,10 @@ impl Worker {
         for p in group {
             if present.contains(&p.uid) {
                 match conn.move_uids(&[p.uid], folder).await {
-                    Ok(()) => self.filed(std::slice::from_ref(p), folder)?,
+                    Ok(copied) => {
+                        self.filed(std::slice::from_ref(p), folder)?;
+                        self.pass_own_moves(folder, copied.as_ref())?;
+                    }
                     Err(err) if crate::imap::is_refusal(&err) => {
                         // Left Pending: the next catch-up finishes the same decision.
                         warn!(mailbox = %self.mailbox.name, uid = p.uid, error = %format!("{err:#}"), "move refused again");

@@ -6,9 +6,16 @@
 //! still in the inbox and is simply handled on start) or a `Pending` record whose decision is
 //! re-applied without deciding again. Connection trouble ends the session; the run loop waits
 //! with capped, jittered back-off (longer when Exchange says it is throttling) and starts over.
+//!
+//! A session starts lean, so hundreds of mailboxes are all watching within seconds: log in
+//! (a few at a time), list and create folders, select the inbox, catch up, IDLE. The folder
+//! poll and the full reconcile come later, at a random point of the first poll interval, and
+//! then on their schedules; where the server names the UIDs of postroom's own moves
+//! (`COPYUID`), the poll skips them (see `sync_points.rs`).
 
 mod fetching;
 mod filing;
+mod sync_points;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +51,13 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// A session that lasted this long counts as healthy and resets the back-off.
 const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 
+/// How many mailboxes of this process may be connecting and logging in at the same time.
+/// Starting hundreds at once makes the server fork and authenticate them all together, and
+/// a server under that burst answers every one of them late; Exchange also throttles a host
+/// that opens many sessions at once. Sixteen is a judgement, not a measured optimum: enough
+/// to keep a server busy, few enough that logins do not pile up (see BENCHMARKS.md, scale).
+const STARTING_AT_ONCE: usize = 16;
+
 /// Everything one mailbox task needs.
 pub struct Worker {
     config: Arc<Config>,
@@ -62,6 +76,13 @@ pub struct Worker {
     links: Links,
     /// `\Answered` flags already looked at (see [`crate::answered`]).
     answered: crate::answered::AnsweredSeen,
+    /// When the server last announced news during IDLE, until the next IDLE: moves made in
+    /// between count towards postroom's own latency
+    /// ([`crate::metrics::MailboxMetrics::observe_handling`]).
+    announced: Option<Instant>,
+    /// The folders' state at the last full reconcile of this session; unchanged folders are
+    /// not listed again.
+    reconciled: Option<outlook::Snapshot>,
 }
 
 /// How a worker talks to the daemon around it. All optional: `rebuild` and tests need none.
@@ -104,6 +125,8 @@ impl Worker {
             calendar,
             links: Links::default(),
             answered: Default::default(),
+            announced: None,
+            reconciled: None,
         })
     }
 
@@ -152,9 +175,9 @@ impl Worker {
             self.mailbox = mailbox;
         }
         self.config = config;
-        self.follow_renames(conn).await?;
-        self.check_sent_folder(conn).await?;
-        conn.ensure_folders(&self.folders()).await?;
+        let existing = self.follow_renames(conn).await?;
+        self.check_sent_folder(conn, &existing);
+        conn.ensure_listed(&existing, &self.folders()).await?;
         conn.select(&self.mailbox.inbox).await?;
         info!(mailbox = %self.mailbox.name, "configuration reloaded");
         Ok(())
@@ -243,28 +266,33 @@ impl Worker {
 
     /// One connection's life: set up, catch up, then IDLE until stopped or broken.
     async fn session(&mut self) -> Result<()> {
+        self.reconciled = None;
+        let starting = starting_permit().await;
         let mut conn =
             Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
-        self.follow_renames(&mut conn).await?;
-        self.check_sent_folder(&mut conn).await?;
-        let created = conn.ensure_folders(&self.folders()).await?;
+        let existing = self.follow_renames(&mut conn).await?;
+        self.check_sent_folder(&conn, &existing);
+        let created = conn.ensure_listed(&existing, &self.folders()).await?;
         for folder in &created {
             info!(mailbox = %self.mailbox.name, folder, "created folder");
         }
         let info = conn.select(&self.mailbox.inbox).await?;
+        drop(starting);
         info!(
             mailbox = %self.mailbox.name,
             moves = conn.caps.moves, idle = conn.caps.idle, keywords = info.keywords,
             "connected; ownership marked by {}", if info.keywords { "folder and keyword" } else { "folder only" }
         );
         self.check_uid_validity(&info)?;
+        self.start_empty_folders(&mut conn).await?;
         self.catch_up(&mut conn, &info, 1).await?;
-        self.watcher().poll(&mut conn).await?;
-        self.watcher().reconcile(&mut conn).await?;
+        // The folder poll and the reconcile run at the first wake from IDLE, not here: the
+        // mailbox watches its inbox sooner, and many mailboxes do not all poll at once.
         self.watch(conn, info).await
     }
 
-    /// The live phase: IDLE (or poll), then fetch everything above the last UID seen.
+    /// The live phase: IDLE (or poll), then fetch everything above the last UID seen; poll
+    /// the managed folders and reconcile on their schedules.
     async fn watch(&mut self, mut conn: Connection, info: FolderInfo) -> Result<()> {
         let folder_poll = Duration::from_secs(self.mailbox.folder_poll_secs);
         let reconcile_every = Duration::from_secs(self.mailbox.reconcile_secs);
@@ -273,7 +301,10 @@ impl Worker {
             .idle_interval()
             .min(Duration::from_secs(self.mailbox.poll_secs))
             .min(folder_poll);
-        let (mut polled, mut reconciled) = (Instant::now(), Instant::now());
+        // The first round comes at a random point of the first poll interval, so mailboxes
+        // started together spread their polls and reconciles over it.
+        let first = Instant::now() + first_round_delay(folder_poll);
+        let (mut next_poll, mut next_reconcile) = (first, first);
         let mut announced = false;
         loop {
             self.refresh_config(&mut conn).await?;
@@ -291,38 +322,76 @@ impl Worker {
                 info!(mailbox = %self.mailbox.name, "caught up; watching for new mail ({how})");
                 announced = true;
             }
-            let end = if conn.caps.idle {
-                self.set_idle(true);
-                let idled = conn.idle(interval, &self.stop).await;
-                self.set_idle(false);
-                let (back, end) = idled?;
-                conn = back;
-                end
-            } else {
-                self.poll_wait(interval).await
-            };
-            if end == IdleEnd::Interrupted || *self.stop.borrow() {
-                conn.logout().await;
-                return Ok(());
+
+            let until_poll = next_poll.saturating_duration_since(Instant::now());
+            let mut news = true;
+            if !until_poll.is_zero() {
+                let end;
+                (conn, end) = self.wait_for_news(conn, interval.min(until_poll)).await?;
+                if end == IdleEnd::Interrupted || *self.stop.borrow() {
+                    conn.logout().await;
+                    return Ok(());
+                }
+                // A timed-out IDLE still brought news if the server announced mail while
+                // DONE was being answered.
+                news = end != IdleEnd::Timeout || !conn.caps.idle || conn.drain_news();
             }
-            if !conn.caps.idle {
-                conn.noop().await?;
+
+            if Instant::now() >= next_poll {
+                self.folder_round(&mut conn, &info, news).await?;
+                next_poll = Instant::now() + folder_poll;
             }
-            if polled.elapsed() >= folder_poll {
-                // New inbox mail first: a reply found in the sent folder, or a message dragged
-                // into a folder, can only be matched to a conversation that already exists.
-                let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
-                self.catch_up(&mut conn, &info, from).await?;
-                self.watcher().poll(&mut conn).await?;
-                self.check_answered(&mut conn).await?;
-                self.give_out_waiting(&mut conn, &info).await?;
-                polled = Instant::now();
-            }
-            if reconciled.elapsed() >= reconcile_every {
-                self.watcher().reconcile(&mut conn).await?;
-                reconciled = Instant::now();
+            if Instant::now() >= next_reconcile {
+                let mut last = self.reconciled.take();
+                self.watcher().reconcile(&mut conn, &mut last).await?;
+                self.reconciled = last;
+                next_reconcile = Instant::now() + reconcile_every;
             }
         }
+    }
+
+    /// IDLE (or sleep, then NOOP, on a server without IDLE) for at most `limit`.
+    async fn wait_for_news(
+        &mut self,
+        mut conn: Connection,
+        limit: Duration,
+    ) -> Result<(Connection, IdleEnd)> {
+        if !conn.caps.idle {
+            let end = self.poll_wait(limit).await;
+            if end != IdleEnd::Interrupted {
+                conn.noop().await?;
+            }
+            return Ok((conn, end));
+        }
+        self.set_idle(true);
+        self.announced = None;
+        let idled = conn.idle(limit, &self.stop).await;
+        self.set_idle(false);
+        let (conn, end) = idled?;
+        if end == IdleEnd::NewData {
+            self.announced = conn.announced_at();
+        }
+        Ok((conn, end))
+    }
+
+    /// One folder poll: what people dragged or sent, then waiting work given out.
+    async fn folder_round(
+        &mut self,
+        conn: &mut Connection,
+        info: &FolderInfo,
+        news: bool,
+    ) -> Result<()> {
+        // New inbox mail first: a reply found in the sent folder, or a message dragged into a
+        // folder, can only be matched to a conversation that already exists. After an IDLE
+        // that ended with no news there is none to take first; the catch-up before the next
+        // IDLE still looks, so unannounced mail waits no longer than this round.
+        if news {
+            let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+            self.catch_up(conn, info, from).await?;
+        }
+        self.watcher().poll(conn).await?;
+        self.check_answered(conn).await?;
+        self.give_out_waiting(conn, info).await
     }
 
     async fn poll_wait(&mut self, interval: Duration) -> IdleEnd {
@@ -336,13 +405,12 @@ impl Worker {
     /// A `sent_folder` that does not exist is a typo or a folder Exchange names differently
     /// (`Sent Items`); creating it would hide the mistake, since nothing is ever saved there. It
     /// is reported, with the folders that look like one, and not watched this session.
-    async fn check_sent_folder(&mut self, conn: &mut Connection) -> Result<()> {
+    fn check_sent_folder(&mut self, conn: &Connection, names: &[String]) {
         let Some(sent) = self.mailbox.sent_folder.clone() else {
-            return Ok(());
+            return;
         };
-        let names = conn.folder_names().await?;
         if names.contains(&conn.wire_name(&sent)) {
-            return Ok(());
+            return;
         }
         let alike: Vec<String> = names
             .iter()
@@ -365,7 +433,6 @@ impl Worker {
             "sent_folder does not exist in this mailbox, so replies cannot stop SLA clocks; \
              fix `sent_folder` and reload ({hint})");
         self.mailbox.sent_folder = None;
-        Ok(())
     }
 
     /// Folders this mailbox needs: one per agent of its team, Done, and the automated folder.
@@ -387,8 +454,9 @@ impl Worker {
 
     /// An agent renamed in config gets its folder renamed on the server, contents intact, so
     /// Outlook shows the new name over the same work.
-    async fn follow_renames(&self, conn: &mut Connection) -> Result<()> {
-        let existing = conn.folder_names().await?;
+    /// Returns the wire names of every folder, as they are after the renames.
+    async fn follow_renames(&self, conn: &mut Connection) -> Result<Vec<String>> {
+        let mut existing = conn.folder_names().await?;
         for managed in outlook::managed_folders(&self.mailbox, &self.config) {
             let outlook::Role::Agent(agent) = &managed.role else {
                 continue;
@@ -399,6 +467,8 @@ impl Worker {
                 let new_there = existing.contains(&conn.wire_name(&managed.folder));
                 if old_there && !new_there {
                     conn.rename(&old, &managed.folder).await?;
+                    // Children move with a renamed folder, so list again rather than patch.
+                    existing = conn.folder_names().await?;
                     let records =
                         self.store
                             .rename_folder(&self.mailbox.name, &old, &managed.folder)?;
@@ -413,7 +483,7 @@ impl Worker {
             self.store
                 .set_agent_folder(&self.mailbox.name, agent, &managed.folder)?;
         }
-        Ok(())
+        Ok(existing)
     }
 
     /// Rebuilds the store's view of this mailbox from its folders alone (a lost disk, a new
@@ -422,8 +492,8 @@ impl Worker {
     pub async fn rebuild(&self) -> Result<usize> {
         let mut conn =
             Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
-        self.follow_renames(&mut conn).await?;
-        conn.ensure_folders(&self.folders()).await?;
+        let existing = self.follow_renames(&mut conn).await?;
+        conn.ensure_listed(&existing, &self.folders()).await?;
         conn.select(&self.mailbox.inbox).await?;
         let examined = self.watcher().poll(&mut conn).await?;
         self.store.flush()?;
@@ -524,8 +594,12 @@ impl Worker {
             self.quarantine(info, *uid, &ParseFailure::NoData)?;
         }
         self.store.flush()?;
+        let moving = !placements.is_empty();
         self.apply(conn, info, placements).await?;
         self.observe_intake(&fetched);
+        if let (true, Some(at), Some(metrics)) = (moving, self.announced, &self.links.metrics) {
+            metrics.observe_handling(at.elapsed());
+        }
         let mut state = self.store.sync_state(&self.mailbox.name)?;
         state.last_uid = state.last_uid.max(uids.iter().copied().max().unwrap_or(0));
         self.store.set_sync_state(&self.mailbox.name, &state)
@@ -612,6 +686,22 @@ fn throttle_hint(err: &anyhow::Error) -> Option<Duration> {
     let rest = text.split("Suggested Backoff Time:").nth(1)?;
     let millis: u64 = rest.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_millis(millis))
+}
+
+/// A place among the sessions being set up ([`STARTING_AT_ONCE`]); held from connecting
+/// until the inbox is selected.
+async fn starting_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static STARTING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let starting = STARTING.get_or_init(|| tokio::sync::Semaphore::new(STARTING_AT_ONCE));
+    // The semaphore is never closed, so acquiring only fails if that changes; then no limit.
+    starting.acquire().await.ok()
+}
+
+/// When a new session's first folder poll and reconcile come: at a random point within the
+/// first poll interval, so mailboxes that start together do not poll in step for ever after.
+fn first_round_delay(folder_poll: Duration) -> Duration {
+    let millis = folder_poll.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(fastrand::u64(0..=millis))
 }
 
 /// Adds up to 25% random jitter so many mailboxes behind one server do not reconnect in step.
