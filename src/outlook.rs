@@ -78,6 +78,16 @@ pub fn managed_folders(mailbox: &MailboxConfig, config: &Config) -> Vec<Managed>
 /// Each folder's STATUS at a full reconcile, in folder order: see [`Watcher::reconcile`].
 pub type Snapshot = Vec<(String, crate::imap::FolderInfo)>;
 
+/// What one folder poll found.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// How many arrivals in managed folders were examined.
+    pub examined: usize,
+    /// The inbox's UIDNEXT, UIDVALIDITY and count, where the poll's LIST-STATUS answered for
+    /// it; `None` on servers without LIST-STATUS (Exchange).
+    pub inbox: Option<crate::imap::FolderInfo>,
+}
+
 /// Turns what is found in managed folders into store updates for one mailbox.
 pub struct Watcher<'a> {
     /// The mailbox's config.
@@ -92,12 +102,15 @@ pub struct Watcher<'a> {
 
 impl Watcher<'_> {
     /// Reads new arrivals in every managed folder whose UIDNEXT moved. Leaves the inbox
-    /// selected again if anything else was selected. Returns how many arrivals were examined.
-    pub async fn poll(&self, conn: &mut Connection) -> Result<usize> {
+    /// selected again if anything else was selected. Returns how many arrivals were examined,
+    /// and the inbox's state where the server told it in the same command (LIST-STATUS).
+    pub async fn poll(&self, conn: &mut Connection) -> Result<Polled> {
         let mut examined = 0;
         let managed_all = managed_folders(self.mailbox, self.config);
         let names: Vec<String> = managed_all.iter().map(|m| m.folder.clone()).collect();
-        let statuses = conn.statuses(&names).await?;
+        let (statuses, inbox) = conn
+            .statuses_with_selected(&names, &self.mailbox.inbox)
+            .await?;
         for (managed, status) in managed_all.into_iter().zip(statuses) {
             let previous = self
                 .store
@@ -135,7 +148,7 @@ impl Watcher<'_> {
         if examined > 0 {
             conn.select(&self.mailbox.inbox).await?;
         }
-        Ok(examined)
+        Ok(Polled { examined, inbox })
     }
 
     /// Examines every message from UID `from` on; returns their UIDs and the lowest UID the

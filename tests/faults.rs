@@ -230,16 +230,27 @@ async fn idle_folder_polls_are_one_command_and_skip_own_moves() {
     wait_all_filed(&mut client, ids.len(), FILE_LIMIT)
         .await
         .unwrap();
+    let filed_at = rig.proxy.commands().len();
     // A few folder polls (every second in the tests' config) after everything was filed.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     stop(&mut daemon).await;
 
     let log = rig.proxy.commands();
-    let polls = log
-        .iter()
-        .filter(|c| c.starts_with("LIST \"\" (") && c.contains("RETURN (STATUS"))
-        .count();
+    let is_poll = |c: &&String| c.starts_with("LIST \"\" (") && c.contains("RETURN (STATUS");
+    let polls = log.iter().filter(is_poll).count();
     assert!(polls >= 2, "no LIST-STATUS polls: {log:?}");
+    // The poll's LIST-STATUS also tells the inbox's UIDNEXT, so a quiet round does not list
+    // the inbox again before IDLE.
+    let quiet = &log[filed_at..];
+    let listings = quiet
+        .iter()
+        .filter(|c| c.starts_with("UID FETCH") && c.ends_with(":* (UID)"))
+        .count();
+    let quiet_polls = quiet.iter().filter(is_poll).count();
+    assert!(
+        quiet_polls >= 2 && listings < quiet_polls,
+        "{listings} inbox listings in {quiet_polls} quiet rounds: {quiet:?}"
+    );
     assert!(
         !log.iter().any(|c| c.starts_with("STATUS ")),
         "a STATUS per folder on a server with LIST-STATUS: {log:?}"
@@ -258,6 +269,44 @@ async fn idle_folder_polls_are_one_command_and_skip_own_moves() {
         }
     }
     assert_filed_once(&mut client, &ids).await;
+}
+
+/// Exchange silently stops pushing on long IDLEs (research notes, section on IDLE). With a
+/// server that never tells of new mail unasked, mail still arrives: the folder poll's view of
+/// the inbox's UIDNEXT sends the worker to list it (field case BUG-04: nothing waits for a
+/// later message), and a quiet round's shortcut never skips mail the poll saw.
+#[tokio::test]
+async fn a_server_that_tells_of_new_mail_only_when_asked_still_gets_every_message_filed() {
+    let rig = Rig::new(Flavor::Standard, "mute");
+    // No full reconcile during the test: it would find the mail by listing every folder, and
+    // the poll's own view of the inbox is what is tested here.
+    let path = rig.site.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        // No `\Answered` check either: its SELECTs of agent folders end with the inbox
+        // selected again, and a SELECT tells the inbox's message count.
+        text.replace(
+            "reconcile_secs = 2",
+            "reconcile_secs = 600\nanswered_flag = false",
+        ),
+    )
+    .unwrap();
+    let mut client = rig.site.client().await;
+    let mut daemon = rig.site.start();
+    wait_watching(&daemon).await.unwrap();
+    rig.proxy.mute_news(true);
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let batch = deliver(&mut client, &format!("mute{round}"), 2).await;
+        ids.extend(batch);
+        wait_all_filed(&mut client, ids.len(), FILE_LIMIT)
+            .await
+            .unwrap();
+    }
+    stop(&mut daemon).await;
+    assert_filed_once(&mut client, &ids).await;
+    assert_decided_once(&rig.site, ids.len());
 }
 
 #[tokio::test]

@@ -149,6 +149,9 @@ pub struct Connection {
     permit: budget::Permit,
     /// When the last IDLE ended with news from the server.
     announced_at: Option<Instant>,
+    /// Set when a command's answer carried news of the selected folder (an untagged EXISTS)
+    /// or a folder was selected, until [`Connection::take_news`] is called.
+    news: bool,
 }
 
 /// Runs a command on the connection's session with the command time-out; when it fails, a
@@ -244,6 +247,7 @@ impl Connection {
             expires_at: credentials.expires_at(),
             permit,
             announced_at: None,
+            news: false,
         };
         connection.read_capabilities().await?;
         connection.read_delimiter().await?;
@@ -281,10 +285,18 @@ impl Connection {
     /// "connection lost" or, for NOOP and the FETCH family, success at end of stream: the
     /// reason (`AccessTokenExpired`) and even the failure would be lost. Other unsolicited
     /// responses are discarded here, as everywhere (see [`Connection::drain_unsolicited`]).
-    fn with_bye<T>(&self, result: Result<T>) -> Result<T> {
+    fn with_bye<T>(&mut self, result: Result<T>) -> Result<T> {
+        use async_imap::types::UnsolicitedResponse;
+        let mut count = 0usize;
         while let Ok(response) = self.session.unsolicited_responses.try_recv() {
-            let async_imap::types::UnsolicitedResponse::Other(data) = response else {
-                continue;
+            count += 1;
+            let data = match response {
+                UnsolicitedResponse::Exists(_) => {
+                    self.news = true;
+                    continue;
+                }
+                UnsolicitedResponse::Other(data) => data,
+                _ => continue,
             };
             if let Some(text) = bye_text(data.parsed()) {
                 let bye = format!("the server closed the connection: BYE {text}");
@@ -294,6 +306,8 @@ impl Connection {
                 });
             }
         }
+        // A full queue dropped what did not fit, which may have been an EXISTS.
+        self.news |= count >= UNSOLICITED_CAPACITY;
         result
     }
 
@@ -388,6 +402,9 @@ impl Connection {
             &format!("SELECT {folder}"),
             self.session.select(&wire),
         )?;
+        // SELECT reports the folder's message count as data, not as news: mail that reached
+        // the inbox while another folder was selected is announced by nothing later.
+        self.news = true;
         Ok(FolderInfo {
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             uid_next: mailbox.uid_next,
@@ -506,29 +523,18 @@ impl Connection {
         command!(self, "NOOP", self.session.noop())
     }
 
-    /// Discards the unsolicited responses async-imap queued; we never rely on them, since the
-    /// queue silently drops news once full. The last UID fetch is what counts.
-    pub fn drain_unsolicited(&mut self) {
-        while self.session.unsolicited_responses.try_recv().is_ok() {}
-    }
-
-    /// Like [`Connection::drain_unsolicited`], and says whether the queue held news of the
-    /// selected folder (EXISTS or RECENT). After an IDLE that our own timer ended, this is
-    /// mail the server announced while DONE was being answered: Dovecot sends a pending
-    /// EXISTS then. Only ever a hint that looking now is worthwhile; a full queue (it drops
-    /// what does not fit) counts as news too.
-    pub fn drain_news(&mut self) -> bool {
-        use async_imap::types::UnsolicitedResponse;
-        let mut news = false;
-        let mut count = 0usize;
-        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
-            count += 1;
-            news |= matches!(
-                response,
-                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
-            );
-        }
-        news || count >= UNSOLICITED_CAPACITY
+    /// Whether the server may have told of new mail in the selected folder since the last
+    /// call: an untagged EXISTS came with some command's answer (or while DONE was answered,
+    /// after an IDLE our own timer ended: Dovecot sends a pending EXISTS then), async-imap's
+    /// queue overflowed and may have dropped one, or a folder was selected. Clears the mark
+    /// and the queue; a `* BYE` found in the queue is the error.
+    ///
+    /// An IMAP server tells a client of new mail once (RFC 3501 section 7.3.1): an EXISTS
+    /// that is thrown away is never repeated, and IDLE then waits for the next message
+    /// (field case BUG-04). So whoever sees news must list the inbox before the next IDLE.
+    pub fn take_news(&mut self) -> Result<bool> {
+        self.with_bye(Ok(()))?;
+        Ok(std::mem::take(&mut self.news))
     }
 
     /// IDLE until the server reports something, `limit` passes, or `stop` fires.
@@ -549,6 +555,7 @@ impl Connection {
             expires_at,
             permit,
             announced_at,
+            news,
         } = self;
         let mut handle = session.idle();
         timed(timeout, "IDLE", handle.init()).await?;
@@ -592,6 +599,7 @@ impl Connection {
                 expires_at,
                 permit,
                 announced_at,
+                news,
             },
             end,
         ))

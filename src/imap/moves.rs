@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 
 use anyhow::{anyhow, bail, Result};
 use futures::TryStreamExt;
-use imap_proto::{Response, ResponseCode, Status};
+use imap_proto::{MailboxDatum, Response, ResponseCode, Status};
 
 use super::{bye_text, timed, uid_set, Connection};
 
@@ -123,6 +123,7 @@ impl Connection {
         mut seen: impl FnMut(&Response<'_>),
     ) -> Result<()> {
         let session = &mut self.session;
+        let news = &mut self.news;
         let exchange = async {
             let tag = session.run_command(&command).await?;
             let mut bye = None;
@@ -140,6 +141,9 @@ impl Connection {
                 if let Some(text) = bye_text(parsed) {
                     bye = Some(text);
                     continue;
+                }
+                if matches!(parsed, Response::MailboxData(MailboxDatum::Exists(_))) {
+                    *news = true;
                 }
                 seen(parsed);
                 let Response::Done {

@@ -17,6 +17,42 @@ impl Connection {
     /// folder that LIST-STATUS left out (it does not exist, or the server skipped it) is asked
     /// with its own STATUS, which reports the problem as it always did.
     pub async fn statuses(&mut self, folders: &[String]) -> Result<Vec<FolderInfo>> {
+        let found = self.list_statuses(folders).await?;
+        let mut out = Vec::with_capacity(folders.len());
+        for (folder, info) in folders.iter().zip(found) {
+            out.push(match info {
+                Some(info) => info,
+                None => self.status(folder).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Connection::statuses`] of `folders`, and the state of the selected folder `selected`
+    /// where the same LIST-STATUS answers for it; it never gets a STATUS of its own, which
+    /// RFC 3501 section 6.3.10 advises against for the selected folder.
+    pub async fn statuses_with_selected(
+        &mut self,
+        folders: &[String],
+        selected: &str,
+    ) -> Result<(Vec<FolderInfo>, Option<FolderInfo>)> {
+        let mut asked = folders.to_vec();
+        asked.push(selected.to_string());
+        let mut found = self.list_statuses(&asked).await?;
+        let selected_info = found.pop().flatten();
+        let mut out = Vec::with_capacity(folders.len());
+        for (folder, info) in folders.iter().zip(found) {
+            out.push(match info {
+                Some(info) => info,
+                None => self.status(folder).await?,
+            });
+        }
+        Ok((out, selected_info))
+    }
+
+    /// What one LIST-STATUS tells of each folder, in order; all `None` on a server without
+    /// LIST-STATUS.
+    async fn list_statuses(&mut self, folders: &[String]) -> Result<Vec<Option<FolderInfo>>> {
         let mut found: Vec<Option<FolderInfo>> = vec![None; folders.len()];
         // `*` and `%` are LIST wildcards: a folder whose name holds one is left to STATUS.
         let wires: Vec<Option<String>> = folders
@@ -28,31 +64,24 @@ impl Connection {
             .flatten()
             .map(|w| quoted(w))
             .collect::<Result<Vec<_>>>()?;
-        if self.caps.list_status && !patterns.is_empty() {
-            let command = format!(
-                "LIST \"\" ({}) RETURN (STATUS (UIDNEXT UIDVALIDITY MESSAGES))",
-                patterns.join(" ")
-            );
-            self.run_reading(command, "LIST-STATUS", |response| {
-                let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = response
-                else {
-                    return;
-                };
-                let at = wires.iter().position(|w| w.as_deref() == Some(mailbox));
-                if let Some(at) = at {
-                    found[at] = Some(folder_info(status));
-                }
-            })
-            .await?;
+        if !self.caps.list_status || patterns.is_empty() {
+            return Ok(found);
         }
-        let mut out = Vec::with_capacity(folders.len());
-        for (folder, info) in folders.iter().zip(found) {
-            out.push(match info {
-                Some(info) => info,
-                None => self.status(folder).await?,
-            });
-        }
-        Ok(out)
+        let command = format!(
+            "LIST \"\" ({}) RETURN (STATUS (UIDNEXT UIDVALIDITY MESSAGES))",
+            patterns.join(" ")
+        );
+        self.run_reading(command, "LIST-STATUS", |response| {
+            let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = response else {
+                return;
+            };
+            let at = wires.iter().position(|w| w.as_deref() == Some(mailbox));
+            if let Some(at) = at {
+                found[at] = Some(folder_info(status));
+            }
+        })
+        .await?;
+        Ok(found)
     }
 }
 

@@ -306,16 +306,21 @@ impl Worker {
         let first = Instant::now() + first_round_delay(folder_poll);
         let (mut next_poll, mut next_reconcile) = (first, first);
         let mut announced = false;
+        let mut must_list = true;
         loop {
             self.refresh_config(&mut conn).await?;
-            let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
             // Anything that arrived between the last fetch and now is caught here, before
-            // IDLE, so no message waits for the next one to wake us (field case BUG-04).
-            self.catch_up(&mut conn, &info, from).await?;
+            // IDLE, so no message waits for the next one to wake us (field case BUG-04). The
+            // inbox is listed unless the last folder poll saw that nothing is new there and
+            // no command since brought news of it.
+            let news = conn.take_news()?;
+            if must_list || news {
+                self.catch_up_from_last(&mut conn, &info).await?;
+            }
             // A conversation that changed owner (a drag, a merge, an absent owner's follow-up)
             // gathers its messages in the new owner's folder.
             self.watcher().realign(&mut conn).await?;
-            conn.drain_unsolicited();
+            self.settle(&mut conn, &info).await?;
             if !announced {
                 self.report_ready(Ok(()));
                 let how = if conn.caps.idle { "IDLE" } else { "polling" };
@@ -334,11 +339,14 @@ impl Worker {
                 }
                 // A timed-out IDLE still brought news if the server announced mail while
                 // DONE was being answered.
-                news = end != IdleEnd::Timeout || !conn.caps.idle || conn.drain_news();
+                news = end != IdleEnd::Timeout || !conn.caps.idle || conn.take_news()?;
             }
 
+            // Without fresh word from the server that the inbox holds nothing new, the next
+            // turn lists it: this is also the safety net for a server that stops pushing.
+            must_list = true;
             if Instant::now() >= next_poll {
-                self.folder_round(&mut conn, &info, news).await?;
+                must_list = !self.folder_round(&mut conn, &info, news).await?;
                 next_poll = Instant::now() + folder_poll;
             }
             if Instant::now() >= next_reconcile {
@@ -348,6 +356,23 @@ impl Worker {
                 next_reconcile = Instant::now() + reconcile_every;
             }
         }
+    }
+
+    /// Handles the inbox from the UID after the last one handled.
+    async fn catch_up_from_last(&mut self, conn: &mut Connection, info: &FolderInfo) -> Result<()> {
+        let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+        self.catch_up(conn, info, from).await
+    }
+
+    /// Lists the inbox again for as long as commands bring news of it (an EXISTS in some
+    /// command's answer, a folder selected), so that nothing the server announced outside
+    /// IDLE waits for the next round. Each listing handles everything up to its answer, so
+    /// this ends as soon as mail stops arriving during it.
+    async fn settle(&mut self, conn: &mut Connection, info: &FolderInfo) -> Result<()> {
+        while conn.take_news()? {
+            self.catch_up_from_last(conn, info).await?;
+        }
+        Ok(())
     }
 
     /// IDLE (or sleep, then NOOP, on a server without IDLE) for at most `limit`.
@@ -374,24 +399,47 @@ impl Worker {
         Ok((conn, end))
     }
 
-    /// One folder poll: what people dragged or sent, then waiting work given out.
+    /// One folder poll: what people dragged or sent, then waiting work given out. Returns
+    /// true when the poll's own LIST-STATUS showed the inbox holds nothing past the last UID
+    /// handled (and no retry is due), so the inbox need not be listed before the next IDLE.
     async fn folder_round(
         &mut self,
         conn: &mut Connection,
         info: &FolderInfo,
         news: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // New inbox mail first: a reply found in the sent folder, or a message dragged into a
         // folder, can only be matched to a conversation that already exists. After an IDLE
         // that ended with no news there is none to take first; the catch-up before the next
-        // IDLE still looks, so unannounced mail waits no longer than this round.
+        // IDLE still looks unless this round proves there is nothing, so unannounced mail
+        // waits no longer than this round.
         if news {
-            let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
-            self.catch_up(conn, info, from).await?;
+            self.catch_up_from_last(conn, info).await?;
         }
-        self.watcher().poll(conn).await?;
+        let polled = self.watcher().poll(conn).await?;
         self.check_answered(conn).await?;
-        self.give_out_waiting(conn, info).await
+        self.give_out_waiting(conn, info).await?;
+        let clear = self.inbox_clear(info, polled.inbox.as_ref())?;
+        if clear {
+            // The server answered: that is contact, as a listing would have recorded.
+            let mut state = self.store.sync_state(&self.mailbox.name)?;
+            state.last_contact = Some(self.clock.now());
+            self.store.set_sync_state(&self.mailbox.name, &state)?;
+        }
+        Ok(clear)
+    }
+
+    /// Whether the inbox's state, as the server just reported it, shows no message past the
+    /// last UID handled: UIDs only grow, so a new message (or one dragged back) would have
+    /// moved UIDNEXT past it. A UIDVALIDITY change or a retry that is due needs the listing.
+    fn inbox_clear(&self, info: &FolderInfo, inbox: Option<&FolderInfo>) -> Result<bool> {
+        let Some(inbox) = inbox else {
+            return Ok(false);
+        };
+        let next = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+        let unchanged = inbox.uid_validity == info.uid_validity;
+        let nothing_new = inbox.uid_next.is_some_and(|uid_next| uid_next <= next);
+        Ok(unchanged && nothing_new && self.due_retries(info, next)?.is_empty())
     }
 
     async fn poll_wait(&mut self, interval: Duration) -> IdleEnd {
@@ -495,7 +543,7 @@ impl Worker {
         let existing = self.follow_renames(&mut conn).await?;
         conn.ensure_listed(&existing, &self.folders()).await?;
         conn.select(&self.mailbox.inbox).await?;
-        let examined = self.watcher().poll(&mut conn).await?;
+        let examined = self.watcher().poll(&mut conn).await?.examined;
         self.store.flush()?;
         conn.logout().await;
         Ok(examined)

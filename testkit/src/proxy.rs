@@ -95,6 +95,8 @@ struct Faults {
     rules: Vec<Rule>,
     refuse_logins: usize,
     bye_on_idle: bool,
+    /// Drop the server's news (see [`FaultProxy::mute_news`]).
+    mute_news: bool,
     strip: Vec<String>,
     no_data_uids: Vec<u32>,
     poison_uids: Vec<u32>,
@@ -221,6 +223,15 @@ impl FaultProxy {
     /// `* BYE Session invalidated - AccessTokenExpired`) and closes the connection.
     pub fn bye_next(&self, command: &str, line: &str) {
         self.push_rule(command, Action::Bye(line.to_owned()));
+    }
+
+    /// From now on (`true`) the server tells of new mail only when a folder is selected:
+    /// every untagged response from a client's IDLE to the answer to its DONE is dropped
+    /// (except `* BYE`), which is Exchange's way of silently no longer pushing, and so is
+    /// every `* n EXISTS` and `* n RECENT` outside a SELECT or EXAMINE. A client then learns
+    /// of new mail only by asking: a UID listing, or a STATUS of the folder.
+    pub fn mute_news(&self, on: bool) {
+        self.faults().mute_news = on;
     }
 
     /// Answers the next IDLE with [`EXCHANGE_BYE`] instead of `+ idling`, and closes.
@@ -365,6 +376,11 @@ struct Session {
     sasl_tag: Option<String>,
     /// IDLE is running: the next client line is `DONE`.
     idling: bool,
+    /// The tag of an IDLE not yet completed: from the command until the server's tagged
+    /// answer to DONE.
+    idle_tag: Option<String>,
+    /// The tag of a SELECT or EXAMINE not yet answered.
+    select_tag: Option<String>,
 }
 
 /// One client connection: forwards both ways until either side closes, a fault closes it, or
@@ -473,6 +489,12 @@ async fn intercept(line: &[u8], shared: &Shared, session: &Mutex<Session>) -> Op
             state.sasl_tag = Some(tag.clone());
         }
         state.idling = verb.eq_ignore_ascii_case("IDLE");
+        if state.idling {
+            state.idle_tag = Some(tag.clone());
+        }
+        if verb.eq_ignore_ascii_case("SELECT") || verb.eq_ignore_ascii_case("EXAMINE") {
+            state.select_tag = Some(tag.clone());
+        }
     }
     lock(&shared.log).push(frame::masked(&command));
     let action = take_fault(&command, shared)?;
@@ -531,6 +553,9 @@ async fn responses(
             return;
         };
         note_completion(&response, session);
+        if silenced(&response, shared, session) {
+            continue;
+        }
         let Some(response) = rewrite(response, shared) else {
             continue;
         };
@@ -541,13 +566,39 @@ async fn responses(
     }
 }
 
-/// Ends a SASL exchange when the server answers its AUTHENTICATE.
+/// Whether [`FaultProxy::mute_news`] swallows this response.
+fn silenced(response: &[u8], shared: &Shared, session: &Mutex<Session>) -> bool {
+    if !lock(&shared.faults).mute_news || !response.starts_with(b"* ") {
+        return false;
+    }
+    let state = lock(session);
+    if state.idle_tag.is_some() {
+        return !response.starts_with(b"* BYE");
+    }
+    let text = String::from_utf8_lossy(response);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let news = words.len() == 3
+        && words[1].bytes().all(|b| b.is_ascii_digit())
+        && (words[2].eq_ignore_ascii_case("EXISTS") || words[2].eq_ignore_ascii_case("RECENT"));
+    news && state.select_tag.is_none()
+}
+
+/// Ends a SASL exchange when the server answers its AUTHENTICATE, and an IDLE when the
+/// server answers its DONE.
 fn note_completion(response: &[u8], session: &Mutex<Session>) {
     let mut state = lock(session);
-    if let Some(tag) = &state.sasl_tag {
-        if response.starts_with(format!("{tag} ").as_bytes()) {
-            state.sasl_tag = None;
-        }
+    let answers = |tag: &Option<String>| {
+        tag.as_ref()
+            .is_some_and(|tag| response.starts_with(format!("{tag} ").as_bytes()))
+    };
+    if answers(&state.sasl_tag) {
+        state.sasl_tag = None;
+    }
+    if answers(&state.idle_tag) {
+        state.idle_tag = None;
+    }
+    if answers(&state.select_tag) {
+        state.select_tag = None;
     }
 }
 
