@@ -195,6 +195,7 @@ mod tests {
             first_response_at: first.map(at),
             first_response_by: None,
             merged_into: None,
+            answered_waits: Vec::new(),
             last_response_at: first.map(at),
             waiting_since: since.map(at),
             sla: None,

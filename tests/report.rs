@@ -440,6 +440,7 @@ fn tiny() -> report::Report {
         tags: Vec::new(),
         rules: Vec::new(),
         merged_into: None,
+        answered_waits: Vec::new(),
     };
     // c2 from bob's side: arrived 09:15, answered 09:45 (1800s elapsed and business), met.
     let answered = Conversation {
@@ -587,4 +588,111 @@ fn tags_and_rules_break_the_conversations_down() {
     );
     let table = render::render(&r, Format::Table).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(table.contains("tags:") && table.contains("vip"), "{table}");
+}
+
+/// The same office and policy with a next-response target of one business hour, seen on
+/// Friday 2025-03-07 at 12:00 (warning at 50%, 30 minutes).
+///
+/// | conv | first message, response | follow-ups and answers                               | next-response outcome |
+/// | d1   | Mon 09:00, 09:30        | Mon 10:00 → 10:45                                    | met (due 11:00)       |
+/// |      |                         | Mon 16:30 → Tue 09:45 (30 + 45 business minutes)     | breached (due Tue 09:30) |
+/// |      |                         | Tue 11:00 and 11:10 → 11:50 (the wait starts 11:00)  | met (due 12:00)       |
+/// | d2   | Thu 09:00, 09:10        | Fri 11:15, unanswered (45 of 60 minutes)             | at risk               |
+/// | d3   | Thu 10:00, 10:05        | Fri 10:30, unanswered (due 11:30)                    | breached              |
+/// | d4   | Wed 09:00, 09:05        | Wed 10:00, then closed 10:30 without an answer       | none: nothing waits   |
+/// | d5   | Wed 13:00, 14:00        | Wed 13:30, before the first response                 | none: the first response's clock |
+fn next_response_history(store: &Store) {
+    let policy = Some("standard");
+    let new = |at: &str| {
+        arrive(
+            store,
+            None,
+            at,
+            Some("alice"),
+            Some("x@example.com"),
+            policy,
+        )
+    };
+    let follow = |conv: &str, at: &str| {
+        arrive(
+            store,
+            Some(conv),
+            at,
+            Some("alice"),
+            Some("x@example.com"),
+            None,
+        );
+    };
+    let d1 = new("2025-03-03T09:00:00Z");
+    respond(store, &d1, "2025-03-03T09:30:00Z");
+    follow(&d1, "2025-03-03T10:00:00Z");
+    respond(store, &d1, "2025-03-03T10:45:00Z");
+    follow(&d1, "2025-03-03T16:30:00Z");
+    respond(store, &d1, "2025-03-04T09:45:00Z");
+    follow(&d1, "2025-03-04T11:00:00Z");
+    follow(&d1, "2025-03-04T11:10:00Z");
+    respond(store, &d1, "2025-03-04T11:50:00Z");
+    let d2 = new("2025-03-06T09:00:00Z");
+    respond(store, &d2, "2025-03-06T09:10:00Z");
+    follow(&d2, "2025-03-07T11:15:00Z");
+    let d3 = new("2025-03-06T10:00:00Z");
+    respond(store, &d3, "2025-03-06T10:05:00Z");
+    follow(&d3, "2025-03-07T10:30:00Z");
+    let d4 = new("2025-03-05T09:00:00Z");
+    respond(store, &d4, "2025-03-05T09:05:00Z");
+    follow(&d4, "2025-03-05T10:00:00Z");
+    close(store, &d4, "2025-03-05T10:30:00Z", "alice");
+    let d5 = new("2025-03-05T13:00:00Z");
+    follow(&d5, "2025-03-05T13:30:00Z");
+    respond(store, &d5, "2025-03-05T14:00:00Z");
+}
+
+fn next_response_report(recompute: bool) -> report::Report {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e:#}"));
+    next_response_history(&store);
+    let text = CONFIG.replace(
+        "warn_at = \"50%\"",
+        "warn_at = \"50%\"\nnext_response = \"1h\"",
+    );
+    let config = Config::parse(&text).unwrap_or_else(|p| panic!("config: {p:?}"));
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap_or_else(|e| panic!("{e}"));
+    let window =
+        Window::dates_between(d("2025-03-03"), d("2025-03-07")).unwrap_or_else(|e| panic!("{e:#}"));
+    let options = Options {
+        mailbox: Some("support".into()),
+        window,
+        recompute,
+    };
+    report::compute(&config, &store, &options, t("2025-03-07T12:00:00Z"))
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+#[test]
+fn next_response_outcomes_match_the_hand_computation() {
+    for recompute in [false, true] {
+        let r = next_response_report(recompute);
+        let rows: Vec<_> = r
+            .sla
+            .iter()
+            .filter(|row| row.target == "next_response")
+            .collect();
+        assert_eq!(rows.len(), 1, "recompute {recompute}: {:?}", r.sla);
+        let row = rows[0];
+        assert_eq!(
+            (
+                row.met,
+                row.breached,
+                row.at_risk,
+                row.running,
+                row.unevaluated
+            ),
+            (2, 2, 1, 0, 0),
+            "recompute {recompute}"
+        );
+        assert_eq!(row.compliance_percent, Some(50.0));
+        // The first-response clock is still counted once per conversation: all five met.
+        let first = r.sla.iter().find(|row| row.target == "first_response");
+        assert_eq!(first.map(|row| (row.met, row.breached)), Some((5, 0)));
+    }
 }

@@ -82,6 +82,7 @@ fn old_conversation() -> Conversation {
         rules: Vec::new(),
         first_response_by: None,
         merged_into: None,
+        answered_waits: Vec::new(),
     }
 }
 

@@ -150,6 +150,7 @@ pub fn new_conversation(
         tags: Vec::new(),
         rules: Vec::new(),
         merged_into: None,
+        answered_waits: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use anyhow::Result;
 
 use super::{Counts, DayVolume, HourVolume, Options, Volume, Window};
-use crate::store::{Conversation, ConversationState, Event, EventKind, HourSummary, Store};
+use crate::store::{Conversation, ConversationState, Event, EventKind, HourSummary, Store, Wait};
 
 fn floor_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     let secs = at.timestamp().div_euclid(3600) * 3600;
@@ -68,6 +68,10 @@ pub(super) struct History {
     first_response: HashMap<String, DateTime<Utc>>,
     /// Per conversation: the instant of its last closing, `None` once reopened.
     closed: HashMap<String, Option<DateTime<Utc>>>,
+    /// Per answered conversation: the follow-up that waits for the next response.
+    waiting: HashMap<String, DateTime<Utc>>,
+    /// Per conversation: its waits answered after the first response.
+    waits: HashMap<String, Vec<Wait>>,
 }
 
 impl History {
@@ -171,10 +175,20 @@ impl History {
                 was_open
             }
             EventKind::Reopened | EventKind::FollowUp => {
+                if event.kind == EventKind::FollowUp && self.first_response.contains_key(&conv) {
+                    self.waiting.entry(conv.clone()).or_insert(event.at);
+                }
                 self.closed.insert(conv, None);
                 false
             }
             EventKind::Responded => {
+                if let Some(since) = self.waiting.remove(&conv) {
+                    let wait = Wait {
+                        since,
+                        answered: event.at,
+                    };
+                    self.waits.entry(conv.clone()).or_default().push(wait);
+                }
                 let first = self.first_response.entry(conv).or_insert(event.at);
                 *first = (*first).min(event.at);
                 false
@@ -220,6 +234,10 @@ impl History {
     pub(super) fn apply(&self, conv: &mut Conversation, recompute: bool) {
         if recompute {
             conv.first_response_at = self.first_response.get(&conv.id).copied();
+            conv.answered_waits.clear();
+            for wait in self.waits.get(&conv.id).into_iter().flatten() {
+                conv.add_wait(*wait);
+            }
             if let Some(closed) = self.closed.get(&conv.id) {
                 conv.closed_at = *closed;
                 conv.state = match closed {

@@ -154,21 +154,42 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// SLA outcomes of a conversation started in the window, per policy and clock.
+    /// SLA outcomes of a conversation started in the window, per policy and clock: its first
+    /// response, its resolution, and each wait for an answer after the first response (the
+    /// answered ones, and the one running now).
     fn add_sla(&mut self, conv: &Conversation) {
         let Some(policy_name) = &conv.sla else {
             return;
         };
-        let legs = [
+        let leg = |target, started, stopped| Leg {
+            target,
+            started,
+            stopped,
+        };
+        let mut legs = vec![
             (
-                Target::FirstResponse,
                 "first_response",
-                conv.first_response_at,
+                leg(Target::FirstResponse, conv.started, conv.first_response_at),
             ),
-            (Target::Resolution, "resolution", conv.closed_at),
+            (
+                "resolution",
+                leg(Target::Resolution, conv.started, conv.closed_at),
+            ),
         ];
+        for wait in &conv.answered_waits {
+            let answered = Some(wait.answered);
+            legs.push((
+                "next_response",
+                leg(Target::NextResponse, wait.since, answered),
+            ));
+        }
+        let open = conv.state == ConversationState::Open;
+        if let (true, Some(_), Some(since)) = (open, conv.first_response_at, conv.waiting_since) {
+            legs.push(("next_response", leg(Target::NextResponse, since, None)));
+        }
         let policy = self.clocks.policy(policy_name);
-        for (target, label, stopped) in legs {
+        for (label, leg) in legs {
+            let target = leg.target;
             if policy.is_some_and(|p| p.budget(target).is_none()) {
                 continue;
             }
@@ -187,11 +208,6 @@ impl<'a> Tally<'a> {
                 unevaluated: 0,
                 compliance_percent: None,
             });
-            let leg = Leg {
-                target,
-                started: conv.started,
-                stopped,
-            };
             match self.clocks.evaluate(conv, &leg, self.now).map(|e| e.state) {
                 Some(State::Met) => row.met += 1,
                 Some(State::Breached) => row.breached += 1,

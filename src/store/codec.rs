@@ -11,7 +11,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::{Conversation, ConversationState, ResponseSource};
+use super::{Conversation, ConversationState, ResponseSource, Wait, MAX_WAITS};
 
 /// The first byte of a conversation in this form.
 const VERSION: u8 = 1;
@@ -60,6 +60,14 @@ pub(super) fn encode(conv: &Conversation) -> Vec<u8> {
         Some(ResponseSource::AnsweredFlag) => 2,
     });
     put_opt_str(&mut out, conv.merged_into.as_deref());
+    // Absent when empty, as in records written before waits were kept.
+    if !conv.answered_waits.is_empty() {
+        put_varint(&mut out, conv.answered_waits.len() as u64);
+        for wait in &conv.answered_waits {
+            put_time(&mut out, wait.since);
+            put_time(&mut out, wait.answered);
+        }
+    }
     out
 }
 
@@ -113,6 +121,10 @@ fn decode_binary(mut input: &[u8]) -> Result<Conversation> {
         merged_into: match r.is_empty() {
             true => None,
             false => take_opt_str(r)?,
+        },
+        answered_waits: match r.is_empty() {
+            true => Vec::new(),
+            false => take_waits(r)?,
         },
     };
     ensure!(r.is_empty(), "{} bytes left over", r.len());
@@ -206,6 +218,23 @@ fn take_list(input: &mut &[u8]) -> Result<Vec<String>> {
     (0..n).map(|_| take_str(input)).collect()
 }
 
+fn take_waits(input: &mut &[u8]) -> Result<Vec<Wait>> {
+    let n = take_varint(input)?;
+    // Two instants take at least four bytes; the store never writes more than MAX_WAITS.
+    ensure!(
+        n <= MAX_WAITS as u64 && n * 4 <= input.len() as u64,
+        "wait list longer than the record"
+    );
+    (0..n)
+        .map(|_| {
+            Ok(Wait {
+                since: take_time(input)?,
+                answered: take_time(input)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,12 +263,25 @@ mod tests {
             rules: vec!["vip customers".into()],
             first_response_by: Some(ResponseSource::AnsweredFlag),
             merged_into: Some("c7".into()),
+            answered_waits: vec![
+                Wait {
+                    since: at(1_741_100_000, 0),
+                    answered: at(1_741_103_600, 5),
+                },
+                Wait {
+                    since: at(1_741_200_000, 0),
+                    answered: at(1_741_200_060, 0),
+                },
+            ],
         }
     }
 
     #[test]
     fn a_record_without_the_later_fields_reads_with_their_defaults() {
-        let conv = full();
+        let conv = Conversation {
+            answered_waits: Vec::new(),
+            ..full()
+        };
         let mut bytes = encode(&conv);
         // Drop the response source byte and the merged-into option written after the lists.
         bytes.truncate(bytes.len() - 1 - 1 - 1 - conv.merged_into.as_ref().map_or(0, |m| m.len()));
@@ -264,6 +306,7 @@ mod tests {
             subject: String::new(),
             first_response_by: None,
             merged_into: None,
+            answered_waits: Vec::new(),
             ..full()
         };
         for conv in [full(), empty] {
@@ -289,11 +332,20 @@ mod tests {
     #[test]
     fn damaged_records_are_errors_not_panics() {
         let bytes = encode(&full());
-        // The response source byte and the merged-into option ("c7") close the record and may
-        // be absent as a whole; any other cut is damage.
-        let tail = 1 + 1 + 1 + 2;
-        for cut in (0..bytes.len() - tail).chain(bytes.len() - 2..bytes.len()) {
+        // The response source byte, the merged-into option ("c7") and the wait list close the
+        // record, and each may be absent with what follows it; any other cut is damage.
+        let without_waits = encode(&Conversation {
+            answered_waits: Vec::new(),
+            ..full()
+        })
+        .len();
+        let without_merged = without_waits - (1 + 1 + 2);
+        let endings = [without_merged - 1, without_merged, without_waits];
+        for cut in (0..bytes.len()).filter(|cut| !endings.contains(cut)) {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for cut in endings {
+            assert!(decode(&bytes[..cut]).is_ok(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);

@@ -62,6 +62,15 @@ impl Store {
         event: Event,
     ) -> Result<()> {
         self.update_conversation(conversation, event, |conv, _| {
+            // A wait that began after an earlier response is a next-response clock's run.
+            if let (Some(first), Some(since)) = (conv.first_response_at, conv.waiting_since) {
+                if first <= since && since <= at {
+                    conv.add_wait(Wait {
+                        since,
+                        answered: at,
+                    });
+                }
+            }
             if conv.first_response_at.is_none_or(|first| at < first) {
                 conv.first_response_at = Some(at);
                 conv.first_response_by = Some(source);

@@ -94,6 +94,9 @@ pub(super) fn fold(
         kept.first_response_by = gone.first_response_by;
     }
     kept.last_response_at = kept.last_response_at.max(gone.last_response_at);
+    for wait in &gone.answered_waits {
+        kept.add_wait(*wait);
+    }
     let answered = kept.last_response_at;
     kept.waiting_since = [kept.waiting_since, gone.waiting_since]
         .into_iter()

@@ -152,6 +152,37 @@ pub struct Conversation {
     /// it up finds the one it was merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// The customer's waits that the team answered after its first response (each a run of
+    /// the next-response clock), oldest first; at most [`MAX_WAITS`], the latest kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answered_waits: Vec<Wait>,
+}
+
+/// How many answered waits a conversation record keeps: a thread with more follow-ups than
+/// this is reported on its latest ones.
+pub const MAX_WAITS: usize = 64;
+
+/// A customer's wait for an answer after the first response: one run of the next-response
+/// clock, from the follow-up's arrival to the response that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    /// Arrival of the follow-up that started the wait.
+    pub since: DateTime<Utc>,
+    /// The response that ended it.
+    pub answered: DateTime<Utc>,
+}
+
+impl Conversation {
+    /// Records a wait answered at `answered`, keeping the list in order and bounded.
+    pub(crate) fn add_wait(&mut self, wait: Wait) {
+        if self.answered_waits.contains(&wait) {
+            return;
+        }
+        self.answered_waits.push(wait);
+        self.answered_waits.sort_by_key(|w| (w.since, w.answered));
+        let excess = self.answered_waits.len().saturating_sub(MAX_WAITS);
+        self.answered_waits.drain(..excess);
+    }
 }
 
 /// How postroom learnt that the team responded.
@@ -712,6 +743,7 @@ fn write_conversation(
                 tags: commit.tags.clone(),
                 rules: commit.rules.clone(),
                 merged_into: None,
+                answered_waits: Vec::new(),
             }
         }
     };
