@@ -620,3 +620,57 @@ async fn a_message_without_message_id_delivered_twice_makes_two_conversations() 
     let conversations = rig.site.store().conversations(Some("support")).unwrap();
     assert_eq!(conversations.len(), 2, "{conversations:?}");
 }
+
+/// A folder listing the server refuses is no evidence that the folder's messages are gone.
+/// async-imap reports a refused UID FETCH, and one whose connection is cut mid-answer, as a
+/// short success; reconciliation once took that for the truth and closed every conversation
+/// filed in the folder as "deleted or moved away" (seen in the chaos run).
+#[tokio::test]
+async fn a_refused_folder_listing_closes_nothing() {
+    let rig = Rig::new(Flavor::Standard, "shortlist");
+    let mut client = rig.site.client().await;
+    let ids = deliver(&mut client, "short", 6).await;
+    let mut daemon = rig.site.start();
+    wait_all_filed(&mut client, ids.len(), FILE_LIMIT)
+        .await
+        .unwrap();
+    stop(&mut daemon).await;
+
+    // The reconciliation after the restart lists each folder by Message-ID; the first few
+    // such listings are refused.
+    const REFUSED: usize = 3;
+    let listing = r"^UID FETCH 1:\* \(UID BODY\.PEEK\[HEADER\.FIELDS \(MESSAGE-ID\)\]\)";
+    let is_listing = |c: &&String| c.starts_with("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS");
+    let before = rig.proxy.commands().iter().filter(is_listing).count();
+    for _ in 0..REFUSED {
+        rig.proxy.reply_next(listing, "NO Server Unavailable. 15");
+    }
+    let mut daemon = rig.site.start();
+    // One reconciliation lists six folders. Each refusal now ends the session, and the next
+    // one lists again; taking the refusals as empty folders, it would go on to the end.
+    wait_for(
+        "a reconciliation's listings",
+        FILE_LIMIT,
+        POLL,
+        async || {
+            let now = rig.proxy.commands().iter().filter(is_listing).count();
+            Ok(now >= before + 6)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.output()));
+    stop(&mut daemon).await;
+
+    let store = rig.site.store();
+    let closed: Vec<_> = store
+        .conversations(None)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.state == postroom::store::ConversationState::Closed)
+        .map(|c| c.id)
+        .collect();
+    assert!(closed.is_empty(), "closed on a refused listing: {closed:?}");
+    drop(store);
+    assert_filed_once(&mut client, &ids).await;
+    assert_decided_once(&rig.site, ids.len());
+}

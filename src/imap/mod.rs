@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_imap::extensions::idle::IdleResponse;
-use async_imap::types::{Fetch, Flag};
+use async_imap::types::Flag;
 use async_imap::{Client, Session};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -164,6 +164,7 @@ macro_rules! command {
     }};
 }
 
+mod fetch;
 mod moves;
 mod statuses;
 pub use moves::Copied;
@@ -405,8 +406,13 @@ impl Connection {
         // SELECT reports the folder's message count as data, not as news: mail that reached
         // the inbox while another folder was selected is announced by nothing later.
         self.news = true;
+        // async-imap answers a SELECT whose connection closed before the tagged OK with an
+        // empty folder; every server sends UIDVALIDITY (RFC 3501 section 6.3.1).
+        let Some(uid_validity) = mailbox.uid_validity else {
+            bail!("SELECT {folder}: no UIDVALIDITY in the answer (the connection was lost)");
+        };
         Ok(FolderInfo {
-            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            uid_validity,
             uid_next: mailbox.uid_next,
             exists: mailbox.exists,
             keywords: mailbox
@@ -418,23 +424,16 @@ impl Connection {
 
     /// UIDs in the selected folder at or above `from`, ascending.
     pub async fn uids_from(&mut self, from: u32) -> Result<Vec<u32>> {
-        let query = format!("{}:*", from.max(1));
-        let fetches = command!(self, "UID FETCH (UID)", async {
-            self.session
-                .uid_fetch(&query, "(UID)")
-                .await?
-                .try_collect::<Vec<Fetch>>()
-                .await
-        })?;
+        let set = format!("{}:*", from.max(1));
+        let fetches = self
+            .uid_fetch_checked(&set, "(UID)", "UID FETCH (UID)")
+            .await?;
         // `n:*` always includes the highest UID, even when it is below n (RFC 3501 6.4.8).
-        let mut uids: Vec<u32> = fetches
+        Ok(fetches
             .iter()
-            .filter_map(|f| f.uid)
+            .map(|f| f.uid)
             .filter(|u| *u >= from)
-            .collect();
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
+            .collect())
     }
 
     /// Fetches headers plus at most `body_cap` bytes of body for each UID, never setting `\Seen`.
@@ -443,16 +442,10 @@ impl Connection {
         let query = format!(
             "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{body_cap}>)"
         );
-        let fetches = command!(self, "UID FETCH (BODY.PEEK)", async {
-            self.session
-                .uid_fetch(&set, &query)
-                .await?
-                .try_collect::<Vec<Fetch>>()
-                .await
-        })?;
-        let mut out: Vec<Fetched> = fetches.iter().filter_map(fetched).collect();
-        out.sort_by_key(|f| f.uid);
-        Ok(out)
+        let fetches = self
+            .uid_fetch_checked(&set, &query, "UID FETCH (BODY.PEEK)")
+            .await?;
+        Ok(fetches.into_iter().map(fetched).collect())
     }
 
     /// Adds a keyword to messages; only call where [`FolderInfo::keywords`] is true.
@@ -502,8 +495,12 @@ impl Connection {
         let what = format!("STATUS {folder}");
         let query = "(UIDNEXT UIDVALIDITY MESSAGES)";
         let mailbox = command!(self, &what, self.session.status(&wire, query))?;
+        // As with SELECT, a cut connection reads as an answer without the asked-for values.
+        let Some(uid_validity) = mailbox.uid_validity else {
+            bail!("{what}: no UIDVALIDITY in the answer (the connection was lost)");
+        };
         Ok(FolderInfo {
-            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            uid_validity,
             uid_next: mailbox.uid_next,
             exists: mailbox.exists,
             keywords: false,
@@ -673,18 +670,17 @@ fn bye_text(response: &imap_proto::Response<'_>) -> Option<String> {
     Some(text)
 }
 
-fn fetched(fetch: &Fetch) -> Option<Fetched> {
-    let uid = fetch.uid?;
-    let mut raw = fetch.header().map(<[u8]>::to_vec).unwrap_or_default();
-    if let Some(text) = fetch.text() {
-        raw.extend_from_slice(text);
+fn fetched(fetch: fetch::FetchData) -> Fetched {
+    let mut raw = fetch.header.unwrap_or_default();
+    if let Some(text) = fetch.text {
+        raw.extend_from_slice(&text);
     }
-    Some(Fetched {
-        uid,
-        internal_date: fetch.internal_date().map(|d| d.with_timezone(&Utc)),
+    Fetched {
+        uid: fetch.uid,
+        internal_date: fetch.internal_date,
         size: fetch.size.map(u64::from),
         raw,
-    })
+    }
 }
 
 /// True when the server refused a command (`NO` or `BAD`) on a connection that still works,

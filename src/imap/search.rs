@@ -5,22 +5,14 @@
 //! `\Answered`, and only the UIDs not seen before need their Message-ID fetched.
 
 use anyhow::Result;
-use async_imap::types::Fetch;
-use futures::TryStreamExt;
 
-use super::{timed, uid_set, Connection};
+use super::{uid_set, Connection};
 
 impl Connection {
     /// UIDs of the messages in the selected folder that carry `\Answered`, ascending.
     pub async fn answered_uids(&mut self) -> Result<Vec<u32>> {
-        let found = command!(
-            self,
-            "UID SEARCH ANSWERED",
-            self.session.uid_search("ANSWERED")
-        )?;
-        let mut uids: Vec<u32> = found.into_iter().collect();
-        uids.sort_unstable();
-        Ok(uids)
+        self.uid_search_checked("ANSWERED", "UID SEARCH ANSWERED")
+            .await
     }
 
     /// Message-IDs of the given UIDs of the selected folder (see [`Connection::message_ids`]).
@@ -34,22 +26,21 @@ impl Connection {
     /// Message-IDs of the messages in a UID set of the selected folder, by UID.
     pub(super) async fn message_ids_in(&mut self, set: &str) -> Result<Vec<(u32, Option<String>)>> {
         let query = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
-        let fetches = command!(self, "UID FETCH (MESSAGE-ID)", async {
-            self.session
-                .uid_fetch(set, query)
-                .await?
-                .try_collect::<Vec<Fetch>>()
-                .await
-        })?;
+        let fetches = self
+            .uid_fetch_checked(set, query, "UID FETCH (MESSAGE-ID)")
+            .await?;
         Ok(fetches
             .iter()
-            .filter_map(|f| {
-                let uid = f.uid?;
-                let header = f.header().map(String::from_utf8_lossy).unwrap_or_default();
+            .map(|f| {
+                let header = f
+                    .header
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
                 let id = header
                     .split_once(':')
                     .and_then(|(_, v)| crate::message::clean_id(&v.replace(['\r', '\n'], " ")));
-                Some((uid, id))
+                (f.uid, id)
             })
             .collect())
     }
