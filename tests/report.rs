@@ -217,10 +217,16 @@ fn history(store: &Store) {
 }
 
 fn week_report(recompute: bool) -> report::Report {
+    report_over(history, CONFIG, recompute)
+}
+
+/// The report over the week of Monday 2025-03-03, seen on Friday at 12:00, of a store that
+/// `fill` wrote, under `config`.
+fn report_over(fill: fn(&Store), config: &str, recompute: bool) -> report::Report {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e:#}"));
-    history(&store);
-    let config = Config::parse(CONFIG).unwrap_or_else(|p| panic!("config: {p:?}"));
+    fill(&store);
+    let config = Config::parse(config).unwrap_or_else(|p| panic!("config: {p:?}"));
     let d = |s: &str| s.parse::<NaiveDate>().unwrap_or_else(|e| panic!("{e}"));
     let window =
         Window::dates_between(d("2025-03-03"), d("2025-03-07")).unwrap_or_else(|e| panic!("{e:#}"));
@@ -648,24 +654,11 @@ fn next_response_history(store: &Store) {
 }
 
 fn next_response_report(recompute: bool) -> report::Report {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e:#}"));
-    next_response_history(&store);
-    let text = CONFIG.replace(
+    let config = CONFIG.replace(
         "warn_at = \"50%\"",
         "warn_at = \"50%\"\nnext_response = \"1h\"",
     );
-    let config = Config::parse(&text).unwrap_or_else(|p| panic!("config: {p:?}"));
-    let d = |s: &str| s.parse::<NaiveDate>().unwrap_or_else(|e| panic!("{e}"));
-    let window =
-        Window::dates_between(d("2025-03-03"), d("2025-03-07")).unwrap_or_else(|e| panic!("{e:#}"));
-    let options = Options {
-        mailbox: Some("support".into()),
-        window,
-        recompute,
-    };
-    report::compute(&config, &store, &options, t("2025-03-07T12:00:00Z"))
-        .unwrap_or_else(|e| panic!("{e:#}"))
+    report_over(next_response_history, &config, recompute)
 }
 
 #[test]
