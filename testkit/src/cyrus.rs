@@ -66,7 +66,7 @@ impl Cyrus {
         let dir = tempfile::Builder::new()
             .prefix("postroom-cyrus-")
             .tempdir()?;
-        for sub in ["lib", "spool", "run"] {
+        for sub in ["lib", "lib/socket", "spool", "run"] {
             fs::create_dir(dir.path().join(sub))?;
         }
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -209,7 +209,7 @@ fn imapd_conf(dir: &Path) -> String {
          allowplaintext: yes\n\
          # Folders as Exchange and Dovecot show them: INBOX/..., separator `/`.\n\
          altnamespace: yes\nunixhierarchysep: yes\nvirtdomains: off\n\
-         idlesocket: {dir}/run/idle\nnotifysocket: {dir}/run/notify\n\
+         notifysocket: {dir}/run/notify\n\
          lmtpsocket: {dir}/run/lmtp\nproc_path: {dir}/run/proc\n\
          mboxname_lockpath: {dir}/run/lock\nsyslog_prefix: postroom-cyrus\n"
     )
@@ -218,12 +218,19 @@ fn imapd_conf(dir: &Path) -> String {
 fn cyrus_conf(dir: &Path, imapd: &Path, port: u16) -> String {
     // The master does not pass -C on to its services: each command line needs its own.
     let conf = dir.join("imapd.conf");
+    // idled, unpacked beside imapd, tells IDLE sessions of new mail within milliseconds;
+    // without it Cyrus looks every `imapidlepoll` seconds (60 by default). It and every imapd
+    // in IDLE meet in `{configdirectory}/socket/` (the `idlesocket` default): an `idlesocket`
+    // elsewhere leaves the sessions' own sockets without a directory, and IDLE falls back to
+    // the poll.
+    let idled = imapd.with_file_name("idled");
     format!(
         "START {{\n  recover cmd=\"{CYRUS_BIN}/ctl_cyrusdb -C {conf} -r\"\n}}\n\
          SERVICES {{\n  imap cmd=\"{imapd} -C {conf}\" listen=\"127.0.0.1:{port}\" prefork=0\n}}\n\
-         EVENTS {{\n}}\nDAEMON {{\n}}\n",
+         EVENTS {{\n}}\nDAEMON {{\n  idled cmd=\"{idled} -C {conf}\"\n}}\n",
         conf = conf.display(),
         imapd = imapd.display(),
+        idled = idled.display(),
     )
 }
 
@@ -276,7 +283,12 @@ fn imapd_binary() -> PathBuf {
     let imapd = root.join("usr/lib/cyrus/bin/imapd");
     let master = Path::new(CYRUS_BIN).join("master");
     let saslpasswd = ["/usr/sbin/saslpasswd2", "/usr/bin/saslpasswd2"];
-    if !imapd.is_file() || !master.is_file() || !saslpasswd.iter().any(|p| Path::new(p).is_file()) {
+    let idled = imapd.with_file_name("idled");
+    if !imapd.is_file()
+        || !idled.is_file()
+        || !master.is_file()
+        || !saslpasswd.iter().any(|p| Path::new(p).is_file())
+    {
         panic!("{NOT_INSTALLED} (looked for {})", imapd.display());
     }
     imapd
