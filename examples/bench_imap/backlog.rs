@@ -204,7 +204,13 @@ async fn postroom(
 ) -> Result<(Duration, Duration)> {
     let dir = work.join("postroom-backlog");
     std::fs::create_dir_all(&dir)?;
-    let config = util::write_config(&dir, dovecot.port(), &[user.to_string()], "")?;
+    let config = util::write_config(
+        &dir,
+        dovecot.port(),
+        Dovecot::PASSWORD,
+        &[user.to_string()],
+        "",
+    )?;
     let mut raw = Raw::login(dovecot.port(), user, Dovecot::PASSWORD).await?;
     let config = config.to_string_lossy().into_owned();
     let started = Instant::now();

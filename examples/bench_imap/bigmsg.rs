@@ -45,7 +45,13 @@ pub async fn run(dovecot: &Dovecot, mib: usize, work: &Path) -> Result<()> {
     let user = "big@bench.test".to_string();
     let dir = work.join("postroom-big");
     std::fs::create_dir_all(&dir)?;
-    let config = util::write_config(&dir, dovecot.port(), std::slice::from_ref(&user), "")?;
+    let config = util::write_config(
+        &dir,
+        dovecot.port(),
+        Dovecot::PASSWORD,
+        std::slice::from_ref(&user),
+        "",
+    )?;
     let config = config.to_string_lossy().into_owned();
     let mut daemon = Daemon::spawn(
         util::postroom_binary()?,

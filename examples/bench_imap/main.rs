@@ -1,8 +1,10 @@
 //! The IMAP benchmarks of `bench/run` (issue 9): backlog, latency, scale and a big message,
-//! against a throwaway Dovecot (sdbox) started with the testkit. Results are printed as
-//! `RESULT` lines and appended to `$BENCH_OUT/results.tsv`; see BENCHMARKS.md.
+//! against a throwaway Dovecot (sdbox) started with the testkit, and latency again against a
+//! throwaway Cyrus. Results are printed as `RESULT` lines and appended to
+//! `$BENCH_OUT/results.tsv`; see BENCHMARKS.md.
 //!
-//! Usage: `bench_imap [--quick] [backlog] [latency] [scale] [big]` (no names: all of them).
+//! Usage: `bench_imap [--quick] [backlog] [latency] [latency-cyrus] [scale] [big]` (no names:
+//! all of them).
 
 mod backlog;
 mod bigmsg;
@@ -16,7 +18,7 @@ mod util;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use postroom_testkit::{Dovecot, Flavor};
+use postroom_testkit::{Cyrus, Dovecot, Flavor};
 
 /// The sizes of one run: full, or `--quick` for a check that the benchmarks work.
 struct Sizes {
@@ -79,9 +81,37 @@ async fn run() -> Result<()> {
     }
     if wants("latency") {
         let mail = corpus::distinct(&originals, 2_000);
-        latency::run(&dovecot, &mail, 50, 20.0, sizes.latency_secs, work.path())
+        let server = latency::Server {
+            name: "Dovecot",
+            part: "latency",
+            port: dovecot.port(),
+            password: Dovecot::PASSWORD,
+            users: (0..50).map(|i| format!("lat{i}@bench.test")).collect(),
+        };
+        latency::run(&server, &mail, 20.0, sizes.latency_secs, work.path())
             .await
             .context("latency")?;
+    }
+    if wants("latency-cyrus") {
+        // Cyrus tells an IDLE client of new mail within milliseconds (with idled), where
+        // Dovecot waits about half a second: postroom's part is easier to see against it.
+        let cyrus = Cyrus::start().context("start Cyrus")?;
+        println!("Cyrus on 127.0.0.1:{}", cyrus.port());
+        let mut users = Vec::new();
+        for _ in 0..50 {
+            users.push(cyrus.unique_user("lat").await?);
+        }
+        let mail = corpus::distinct(&originals, 2_000);
+        let server = latency::Server {
+            name: "Cyrus",
+            part: "latency-cyrus",
+            port: cyrus.port(),
+            password: cyrus.password(),
+            users,
+        };
+        latency::run(&server, &mail, 20.0, sizes.latency_secs, work.path())
+            .await
+            .context("latency against Cyrus")?;
     }
     if wants("big") {
         bigmsg::run(&dovecot, 50, work.path())

@@ -2,7 +2,9 @@
 //! connection, when the server announced new mail during IDLE (`* N EXISTS`) and when a
 //! `UID MOVE` it had sent was answered `OK`. That interval is postroom's own part of the
 //! latency (notification in, decision, store commit, move out), measured on the wire without
-//! touching postroom's code; the UIDs of each move tie it to the benchmark's appends.
+//! touching postroom's code; the UIDs of each move tie it to the benchmark's appends. The
+//! server's own share of that interval (from each command passing the proxy to its tagged
+//! answer coming back) is summed per round, so what is left is postroom's alone.
 //! `BENCH_PROXY_LOG=FILE` writes every command and response line (not literals) to FILE, for
 //! checking what the proxy saw.
 
@@ -21,6 +23,8 @@ pub struct Timings {
     pub moved: HashMap<(String, u32), Instant>,
     /// Notification (first EXISTS during IDLE) to move OK, one sample per move that followed one.
     pub own: Vec<Duration>,
+    /// The same intervals less the time the server took to answer the commands inside them.
+    pub own_client: Vec<Duration>,
     /// login -> instants of EXISTS announcements during IDLE.
     pub exists: HashMap<String, Vec<Instant>>,
 }
@@ -30,6 +34,12 @@ struct Conn {
     user: String,
     idle: bool,
     first_exists: Option<Instant>,
+    /// The tag of the IDLE in progress: DONE is answered with it.
+    idle_tag: String,
+    /// Commands passed on and not yet answered, by tag, with when they passed.
+    pending: HashMap<String, Instant>,
+    /// The server's answering time inside the current round (since `first_exists`).
+    server_busy: Duration,
     moves: HashMap<String, Vec<u32>>,
     /// Tagged OKs seen before the proxy had parsed the command they answer: the two directions
     /// run on separate tasks, so a reply can be handled first (observed with UID MOVE).
@@ -108,7 +118,8 @@ async fn relay(client: TcpStream, server: TcpStream, timings: Arc<Mutex<Timings>
             if n == 0 {
                 break;
             }
-            lines.feed(&buf[..n], |l| from_client(&up_conn, &up_timings, l));
+            let now = Instant::now();
+            lines.feed(&buf[..n], |l| from_client(&up_conn, &up_timings, l, now));
             if sw.write_all(&buf[..n]).await.is_err() {
                 break;
             }
@@ -129,14 +140,26 @@ async fn relay(client: TcpStream, server: TcpStream, timings: Arc<Mutex<Timings>
     Ok(())
 }
 
-fn from_client(conn: &Mutex<Conn>, timings: &Mutex<Timings>, line: &str) {
+fn from_client(conn: &Mutex<Conn>, timings: &Mutex<Timings>, line: &str, now: Instant) {
     let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-    debug_line(&conn.user, ">", line);
     let mut words = line.split_whitespace();
     let (Some(tag), Some(cmd)) = (words.next(), words.next()) else {
-        conn.idle &= !line.eq_ignore_ascii_case("DONE");
+        debug_line(&conn.user, ">", line);
+        if line.eq_ignore_ascii_case("DONE") {
+            conn.idle = false;
+            let tag = conn.idle_tag.clone();
+            conn.pending.insert(tag, now);
+        }
         return;
     };
+    if cmd.eq_ignore_ascii_case("LOGIN") {
+        debug_line(&conn.user, ">", &format!("{tag} LOGIN ***"));
+    } else {
+        debug_line(&conn.user, ">", line);
+    }
+    if !cmd.eq_ignore_ascii_case("IDLE") {
+        conn.pending.insert(tag.to_string(), now);
+    }
     match cmd.to_ascii_uppercase().as_str() {
         "LOGIN" => conn.user = words.next().unwrap_or("").trim_matches('"').to_string(),
         "IDLE" => {
@@ -145,7 +168,9 @@ fn from_client(conn: &Mutex<Conn>, timings: &Mutex<Timings>, line: &str) {
             // before each IDLE, Dovecot's notice arriving ~500 ms late) must not be paired
             // with a later, unrelated move.
             conn.idle = true;
+            conn.idle_tag = tag.to_string();
             conn.first_exists = None;
+            conn.server_busy = Duration::ZERO;
         }
         "UID" if words.next().is_some_and(|w| w.eq_ignore_ascii_case("MOVE")) => {
             let uids = parse_set(words.next().unwrap_or(""));
@@ -165,6 +190,9 @@ fn from_server(conn: &Mutex<Conn>, timings: &Mutex<Timings>, line: &str, now: In
     debug_line(&conn.user, "<", line);
     if line.starts_with("* ") && line.ends_with(" EXISTS") {
         if conn.idle {
+            if conn.first_exists.is_none() {
+                conn.server_busy = Duration::ZERO;
+            }
             conn.first_exists.get_or_insert(now);
             let user = conn.user.clone();
             let mut t = timings.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,6 +203,11 @@ fn from_server(conn: &Mutex<Conn>, timings: &Mutex<Timings>, line: &str, now: In
     let Some((tag, rest)) = line.split_once(' ') else {
         return;
     };
+    if let Some(sent) = conn.pending.remove(tag) {
+        if conn.first_exists.is_some() {
+            conn.server_busy += now.saturating_duration_since(sent);
+        }
+    }
     if !rest.starts_with("OK") {
         return;
     }
@@ -193,7 +226,9 @@ fn moved(conn: &mut Conn, timings: &Mutex<Timings>, uids: Vec<u32>, at: Instant)
         t.moved.insert((conn.user.clone(), uid), at);
     }
     if let Some(first) = conn.first_exists.take() {
-        t.own.push(at.saturating_duration_since(first));
+        let own = at.saturating_duration_since(first);
+        t.own.push(own);
+        t.own_client.push(own.saturating_sub(conn.server_busy));
     }
 }
 

@@ -43,7 +43,7 @@ pub async fn run(dovecot: &Dovecot, n: usize, idle_secs: u64, work: &Path) -> Re
     std::fs::create_dir_all(&dir)?;
     // `BENCH_MAILBOX_EXTRA` (e.g. `folder_poll_secs = 300`) tries settings without a rebuild.
     let extra = std::env::var("BENCH_MAILBOX_EXTRA").unwrap_or_default();
-    let config = util::write_config(&dir, dovecot.port(), &users, &extra)?;
+    let config = util::write_config(&dir, dovecot.port(), Dovecot::PASSWORD, &users, &extra)?;
     let config = config.to_string_lossy().into_owned();
     for (label, cold) in [
         ("cold start (creates folders)", true),

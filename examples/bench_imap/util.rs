@@ -33,9 +33,15 @@ pub const RULES: &str = include_str!("../../bench/rules.toml");
 
 /// A postroom config for `mailboxes` (shared-mailbox logins) on one Dovecot. `extra` goes into
 /// every `[[mailbox]]` table (e.g. `fetch_batch = 500`).
-pub fn write_config(dir: &Path, port: u16, mailboxes: &[String], extra: &str) -> Result<PathBuf> {
+pub fn write_config(
+    dir: &Path,
+    port: u16,
+    password: &str,
+    mailboxes: &[String],
+    extra: &str,
+) -> Result<PathBuf> {
     let secret = dir.join("password.secret");
-    std::fs::write(&secret, postroom_testkit::Dovecot::PASSWORD)?;
+    std::fs::write(&secret, password)?;
     let mut text = format!(
         "[daemon]\nstate_dir = \"{}\"\n\n[[server]]\nname = \"dovecot\"\nhost = \"127.0.0.1\"\n\
          port = {port}\nsecurity = \"plain\"\n",
