@@ -36,6 +36,18 @@ async fn the_proxy_is_transparent_and_never_logs_a_password() {
     assert_decided_once(&rig.site, ids.len());
     let log = rig.proxy.commands();
     assert!(log.iter().any(|c| c == "LOGIN ***"), "{log:?}");
+    // New mail carries no owner keyword, and the fetch says so: one STORE adds the owner's,
+    // none removes the others'.
+    assert!(
+        log.iter()
+            .any(|c| c.starts_with("UID STORE") && c.contains("+FLAGS")),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|c| c.starts_with("UID STORE") && c.contains("-FLAGS")),
+        "{log:?}"
+    );
     assert!(
         log.iter().any(|c| c == "IDLE") && log.iter().any(|c| c == "DONE"),
         "{log:?}"

@@ -255,6 +255,17 @@ async fn drag_back_to_inbox_routes_again(flavor: Flavor) {
     })
     .await
     .unwrap();
+    if flavor == Flavor::Standard {
+        // It came back carrying alice's keyword: the fetch saw it, and the re-filing took it
+        // off as it put bob's on.
+        let uid = uid_in(&mut client, &agent_folder("bob"), "t1@c.example.test").await;
+        let flags = client.flags(&agent_folder("bob"), uid).await.unwrap();
+        assert!(flags.iter().any(|f| f == "postroom_owner_bob"), "{flags:?}");
+        assert!(
+            !flags.iter().any(|f| f == "postroom_owner_alice"),
+            "{flags:?}"
+        );
+    }
     stop(daemon).await;
     let store = site.store();
     let convs = store.conversations(Some("support")).unwrap();

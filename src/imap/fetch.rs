@@ -24,6 +24,7 @@ pub(super) struct FetchData {
     pub size: Option<u32>,
     pub header: Option<Vec<u8>>,
     pub text: Option<Vec<u8>>,
+    pub flags: Option<Vec<String>>,
 }
 
 /// INTERNALDATE's form (RFC 3501 `date-time`).
@@ -40,6 +41,9 @@ impl FetchData {
                     }
                 }
                 AttributeValue::Rfc822Size(size) => self.size = Some(*size),
+                AttributeValue::Flags(flags) => {
+                    self.flags = Some(flags.iter().map(|f| f.to_string()).collect());
+                }
                 AttributeValue::BodySection {
                     section: Some(SectionPath::Full(MessageSection::Header)),
                     data: Some(data),

@@ -123,6 +123,8 @@ pub struct Fetched {
     pub size: Option<u64>,
     /// Headers followed by the first part of the body; empty if the server sent no data.
     pub raw: Vec<u8>,
+    /// Its flags and keywords, where the server sent them.
+    pub flags: Option<Vec<String>>,
 }
 
 /// How IDLE ended.
@@ -440,7 +442,7 @@ impl Connection {
     pub async fn fetch_for_routing(&mut self, uids: &[u32], body_cap: u32) -> Result<Vec<Fetched>> {
         let set = uid_set(uids);
         let query = format!(
-            "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{body_cap}>)"
+            "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{body_cap}>)"
         );
         let fetches = self
             .uid_fetch_checked(&set, &query, "UID FETCH (BODY.PEEK)")
@@ -475,9 +477,20 @@ impl Connection {
             .map(String::as_str)
             .filter(|k| *k != owner)
             .collect();
-        if !others.is_empty() {
+        self.replace_keywords(uids, &others, Some(owner)).await
+    }
+
+    /// Removes the keywords `remove` from messages and adds `add`: one STORE for each that
+    /// has something to do. Only for folders where [`FolderInfo::keywords`] is true.
+    pub async fn replace_keywords(
+        &mut self,
+        uids: &[u32],
+        remove: &[&str],
+        add: Option<&str>,
+    ) -> Result<()> {
+        if !remove.is_empty() {
             let set = uid_set(uids);
-            let list = others.join(" ");
+            let list = remove.join(" ");
             command!(self, "UID STORE -FLAGS", async {
                 self.session
                     .uid_store(&set, format!("-FLAGS.SILENT ({list})"))
@@ -486,7 +499,10 @@ impl Connection {
                     .await
             })?;
         }
-        self.add_keyword(uids, owner).await
+        match add {
+            Some(keyword) => self.add_keyword(uids, keyword).await,
+            None => Ok(()),
+        }
     }
 
     /// UIDNEXT, UIDVALIDITY and message count of a folder by STATUS, without selecting it.
@@ -680,6 +696,7 @@ fn fetched(fetch: fetch::FetchData) -> Fetched {
         internal_date: fetch.internal_date,
         size: fetch.size.map(u64::from),
         raw,
+        flags: fetch.flags,
     }
 }
 

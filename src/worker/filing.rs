@@ -4,12 +4,14 @@
 use super::*;
 
 impl Worker {
-    /// Moves placed messages, grouped by folder, and records where they landed.
+    /// Moves placed messages, grouped by folder, and records where they landed. `flags` holds
+    /// the flags the server just reported for some of them (see [`Worker::mark_owner`]).
     pub(super) async fn apply(
         &self,
         conn: &mut Connection,
         info: &FolderInfo,
         placements: Vec<Placement>,
+        flags: &HashMap<u32, Vec<String>>,
     ) -> Result<()> {
         let mut by_folder: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
         for p in placements {
@@ -18,7 +20,7 @@ impl Worker {
         for (folder, group) in by_folder {
             let uids: Vec<u32> = group.iter().map(|p| p.uid).collect();
             if info.keywords {
-                self.mark_owner(conn, &group).await?;
+                self.mark_owner(conn, &group, flags).await?;
             }
             match conn.move_uids(&uids, &folder).await {
                 Ok(copied) => {
@@ -114,10 +116,13 @@ impl Worker {
     }
 
     /// Adds an owner keyword where the server keeps keywords; folders stay the primary mark.
+    /// Where the fetch just told every message's flags (`flags`), only what differs is stored:
+    /// new mail carries no owner keyword, so it costs one STORE instead of two.
     pub(super) async fn mark_owner(
         &self,
         conn: &mut Connection,
         group: &[Placement],
+        flags: &HashMap<u32, Vec<String>>,
     ) -> Result<()> {
         let mut by_owner: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         for p in group {
@@ -127,7 +132,21 @@ impl Worker {
         }
         let all = owner_keywords(&self.config, &self.mailbox);
         for (owner, uids) in by_owner {
-            conn.set_owner_keyword(&uids, &owner_keyword(owner), &all)
+            let keyword = owner_keyword(owner);
+            let known: Option<Vec<&Vec<String>>> = uids.iter().map(|u| flags.get(u)).collect();
+            let Some(known) = known else {
+                conn.set_owner_keyword(&uids, &keyword, &all).await?;
+                continue;
+            };
+            // Keywords are case-insensitive (RFC 3501 section 2.3.2).
+            let has = |f: &Vec<String>, k: &str| f.iter().any(|x| x.eq_ignore_ascii_case(k));
+            let remove: Vec<&str> = all
+                .iter()
+                .map(String::as_str)
+                .filter(|k| *k != keyword && known.iter().any(|f| has(f, k)))
+                .collect();
+            let add = known.iter().any(|f| !has(f, &keyword));
+            conn.replace_keywords(&uids, &remove, add.then_some(keyword.as_str()))
                 .await?;
         }
         Ok(())

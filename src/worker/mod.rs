@@ -17,7 +17,7 @@ mod fetching;
 mod filing;
 mod sync_points;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -643,7 +643,11 @@ impl Worker {
         }
         self.store.flush()?;
         let moving = !placements.is_empty();
-        self.apply(conn, info, placements).await?;
+        let flags: HashMap<u32, Vec<String>> = fetched
+            .iter()
+            .filter_map(|f| Some((f.uid, f.flags.clone()?)))
+            .collect();
+        self.apply(conn, info, placements, &flags).await?;
         self.observe_intake(&fetched);
         if let (true, Some(at), Some(metrics)) = (moving, self.announced, &self.links.metrics) {
             metrics.observe_handling(at.elapsed());
@@ -679,7 +683,7 @@ impl Worker {
         let placements = self.intake().redecide_waiting(&uid_of)?;
         if !placements.is_empty() {
             self.store.flush()?;
-            self.apply(conn, info, placements).await?;
+            self.apply(conn, info, placements, &HashMap::new()).await?;
         }
         Ok(())
     }
