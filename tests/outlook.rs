@@ -35,6 +35,18 @@ async fn uid_in(client: &mut ImapClient, folder: &str, id: &str) -> u32 {
         .expect("message present")
 }
 
+/// Message `id`, in `owner`'s folder, carries `owner`'s keyword and not `previous`'s.
+async fn assert_owner_keyword(client: &mut ImapClient, id: &str, owner: &str, previous: &str) {
+    let uid = uid_in(client, &agent_folder(owner), id).await;
+    let flags = client.flags(&agent_folder(owner), uid).await.unwrap();
+    let has = |agent: &str| {
+        flags
+            .iter()
+            .any(|f| *f == format!("postroom_owner_{agent}"))
+    };
+    assert!(has(owner) && !has(previous), "{flags:?}");
+}
+
 async fn stop(mut daemon: Daemon) {
     daemon.sigterm().unwrap();
     let status = daemon.wait_exit(Duration::from_secs(20)).await.unwrap();
@@ -153,13 +165,7 @@ async fn dragging_one_message_moves_its_whole_conversation(flavor: Flavor) {
         Some(agent_folder("bob"))
     );
     if flavor == Flavor::Standard {
-        let uid = uid_in(&mut client, &agent_folder("bob"), "t1@c.example.test").await;
-        let flags = client.flags(&agent_folder("bob"), uid).await.unwrap();
-        assert!(flags.iter().any(|f| f == "postroom_owner_bob"), "{flags:?}");
-        assert!(
-            !flags.iter().any(|f| f == "postroom_owner_alice"),
-            "{flags:?}"
-        );
+        assert_owner_keyword(&mut client, "t1@c.example.test", "bob", "alice").await;
     }
     stop(daemon).await;
     let store = site.store();
@@ -258,13 +264,7 @@ async fn drag_back_to_inbox_routes_again(flavor: Flavor) {
     if flavor == Flavor::Standard {
         // It came back carrying alice's keyword: the fetch saw it, and the re-filing took it
         // off as it put bob's on.
-        let uid = uid_in(&mut client, &agent_folder("bob"), "t1@c.example.test").await;
-        let flags = client.flags(&agent_folder("bob"), uid).await.unwrap();
-        assert!(flags.iter().any(|f| f == "postroom_owner_bob"), "{flags:?}");
-        assert!(
-            !flags.iter().any(|f| f == "postroom_owner_alice"),
-            "{flags:?}"
-        );
+        assert_owner_keyword(&mut client, "t1@c.example.test", "bob", "alice").await;
     }
     stop(daemon).await;
     let store = site.store();

@@ -178,19 +178,6 @@ impl Decision {
     }
 }
 
-/// Decides one message of one mailbox at the system clock's time, with no calendar.
-///
-/// Kept for callers that have not moved to [`decide_with`], which takes the time from the
-/// daemon's [`Clock`](crate::clock::Clock) and the calendar's answer, and is the pure one.
-pub fn decide(
-    envelope: &Envelope,
-    mailbox: &MailboxConfig,
-    config: &Config,
-    state: &dyn StateView,
-) -> Result<Decision> {
-    decide_with(envelope, mailbox, config, state, &Context::at(Utc::now()))
-}
-
 /// Decides one message of one mailbox: a pure function of its arguments.
 pub fn decide_with(
     envelope: &Envelope,

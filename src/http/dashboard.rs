@@ -25,13 +25,15 @@ const CHART_DAYS: i64 = 14;
 /// and the page stays small when a queue overflows.
 const QUEUE_ROWS: usize = 200;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:16px;background:#f4f5f7;color:#111}\
-h1{font-size:20px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;border-bottom:2px solid #2b6cb0}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:16px;background:#f4f5f7;\
+color:#111}h1{font-size:20px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;\
+border-bottom:2px solid #2b6cb0}\
 h3{font-size:14px;margin:14px 0 6px}p.meta{color:#555;font-size:12px;margin:0}\
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:10px}\
 svg.chart{width:100%;height:auto;background:#fff;border:1px solid #ddd}\
-.kpis{display:flex;gap:10px;flex-wrap:wrap}.kpi{background:#fff;border:1px solid #ddd;padding:6px 12px}\
-.kpi b{display:block;font-size:20px}table{border-collapse:collapse;background:#fff;font-size:12px;width:100%}\
+.kpis{display:flex;gap:10px;flex-wrap:wrap}.kpi{background:#fff;border:1px solid #ddd;\
+padding:6px 12px}.kpi b{display:block;font-size:20px}table{border-collapse:collapse;\
+background:#fff;font-size:12px;width:100%}\
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:left}th{background:#eef}\
 .breached{color:#b00;font-weight:bold}.at_risk{color:#b60}";
 
@@ -64,7 +66,8 @@ pub fn page(
          <meta http-equiv=\"refresh\" content=\"{refresh_secs}\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>postroom</title><style>{STYLE}</style></head><body>\
-         <h1>postroom</h1><p class=\"meta\">{} UTC, refreshes every {refresh_secs}s; charts cover the last {CHART_DAYS} days</p>",
+         <h1>postroom</h1><p class=\"meta\">{} UTC, refreshes every {refresh_secs}s; \
+         charts cover the last {CHART_DAYS} days</p>",
         now.format("%F %T")
     );
     for mailbox in &config.mailboxes {
@@ -243,7 +246,12 @@ fn queue(
             c.started,
         )
     });
-    let _ = write!(html, "<h3>Open queue ({})</h3><table><tr><th>conversation</th><th>subject</th><th>from</th><th>owner</th><th>age</th><th>deadline</th></tr>", open.len());
+    let _ = write!(
+        html,
+        "<h3>Open queue ({})</h3><table><tr><th>conversation</th><th>subject</th><th>from</th>\
+         <th>owner</th><th>age</th><th>deadline</th></tr>",
+        open.len()
+    );
     for (conv, standing) in open.iter().take(QUEUE_ROWS) {
         let deadline = match standing {
             Some(s) => {
@@ -286,7 +294,10 @@ fn quarantine(html: &mut String, store: &Store, mailbox: &str) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    html.push_str("<table><tr><th>folder</th><th>UID</th><th>reason</th><th>attempts</th><th>last try</th></tr>");
+    html.push_str(
+        "<table><tr><th>folder</th><th>UID</th><th>reason</th><th>attempts</th>\
+         <th>last try</th></tr>",
+    );
     for q in entries {
         let _ = write!(
             html,
