@@ -19,12 +19,12 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::imap::Connection;
 use crate::outlook::Watcher;
 use crate::store::{
-    Conversation, ConversationState, Event, EventKind, MessageState, ResponseSource,
+    Conversation, ConversationState, Event, EventKind, MessageRecord, MessageState, ResponseSource,
 };
 
 /// `\Answered` UIDs already looked at, per folder, with the folder's UIDVALIDITY.
@@ -76,7 +76,18 @@ impl Watcher<'_> {
         }
         let mut recorded: HashSet<String> = HashSet::new();
         for (folder, ids) in &wanted {
-            let info = conn.select(folder).await?;
+            // A folder the store still names may be gone (an agent's folder deleted or renamed
+            // in Outlook before reconciliation saw it): that is reconciliation's to sort out,
+            // and must not stop the folder poll that comes before it.
+            let info = match conn.select(folder).await {
+                Ok(info) => info,
+                Err(err) if crate::imap::is_refusal(&err) => {
+                    warn!(mailbox = %self.mailbox.name, folder, error = %format!("{err:#}"),
+                          "cannot look for \\Answered in a folder; skipped");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let (validity, known) = seen
                 .folders
                 .entry(folder.clone())
@@ -106,34 +117,55 @@ impl Watcher<'_> {
 
     /// Per folder (the inbox or an agent folder), the Message-IDs whose `\Answered` would stop
     /// a running clock, each with its conversation.
+    ///
+    /// Only what sits in those folders now is read: the filed index and the waiting list of
+    /// this mailbox, and the conversation of each message found there (once each). A year of
+    /// history in the store, or other mailboxes', costs this nothing. Messages a rule left in
+    /// the inbox are not looked at.
     fn wanted(&self) -> Result<HashMap<String, HashMap<String, String>>> {
         let name = &self.mailbox.name;
-        let running: HashMap<String, Waiting> = self
-            .store
-            .conversations(Some(name))?
-            .into_iter()
-            .filter_map(|c| waiting(&c).map(|w| (c.id, w)))
-            .collect();
-        let mut wanted: HashMap<String, HashMap<String, String>> = HashMap::new();
-        if running.is_empty() {
-            return Ok(wanted);
-        }
         let agent_folder = format!("{}/", self.mailbox.assigned_root);
-        for record in self.store.messages(name)? {
-            let Some(waiting) = running.get(&record.conversation) else {
+        let mut records: Vec<MessageRecord> = self
+            .store
+            .filed(name)?
+            .into_iter()
+            .filter(|r| match &r.state {
+                MessageState::Filed { folder } => {
+                    folder.starts_with(&agent_folder) || *folder == self.mailbox.inbox
+                }
+                _ => false,
+            })
+            .collect();
+        for envelope in self.store.waiting(name)? {
+            records.extend(self.store.message(name, &envelope.identity)?);
+        }
+        let mut clocks: HashMap<String, Option<(String, Waiting)>> = HashMap::new();
+        let mut wanted: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for record in records {
+            let clock = match clocks.get(&record.conversation) {
+                Some(clock) => clock.clone(),
+                None => {
+                    // The store resolves a merged conversation to the one it joined.
+                    let clock = self
+                        .store
+                        .conversation(&record.conversation)?
+                        .and_then(|c| waiting(&c).map(|w| (c.id, w)));
+                    clocks.insert(record.conversation.clone(), clock.clone());
+                    clock
+                }
+            };
+            let Some((conversation, waiting)) = clock else {
                 continue;
             };
             let folder = match &record.state {
-                MessageState::Filed { folder } if folder.starts_with(&agent_folder) => folder,
-                MessageState::Filed { folder } if *folder == self.mailbox.inbox => folder,
-                MessageState::Left | MessageState::Waiting => &self.mailbox.inbox,
-                _ => continue,
+                MessageState::Filed { folder } => folder.clone(),
+                _ => self.mailbox.inbox.clone(),
             };
-            if let (Some(id), true) = (&record.message_id, counts(*waiting, record.arrived)) {
+            if let (Some(id), true) = (&record.message_id, counts(waiting, record.arrived)) {
                 wanted
-                    .entry(folder.clone())
+                    .entry(folder)
                     .or_default()
-                    .insert(id.clone(), record.conversation.clone());
+                    .insert(id.clone(), conversation);
             }
         }
         Ok(wanted)
