@@ -215,6 +215,18 @@ impl Connection {
     ) -> Result<Connection> {
         // The budget is the token owner's (login), not the shared mailbox's (oauth_user).
         let permit = budget::acquire(server, &mailbox.login).await?;
+        Self::open_with_permit(server, mailbox, password, permit).await
+    }
+
+    /// [`Connection::open_mailbox`] with a place in the account's connection budget already
+    /// held (from [`budget::acquire`]), for a caller that must not wait for one while it
+    /// holds something else.
+    pub async fn open_with_permit(
+        server: &ServerConfig,
+        mailbox: &MailboxConfig,
+        password: &Secret,
+        permit: budget::Permit,
+    ) -> Result<Connection> {
         let credentials = auth::credentials(mailbox, password).await?;
         Self::establish(server, permit, &credentials).await
     }

@@ -267,9 +267,14 @@ impl Worker {
     /// One connection's life: set up, catch up, then IDLE until stopped or broken.
     async fn session(&mut self) -> Result<()> {
         self.reconciled = None;
+        // A place in the account's connection budget first: waiting for one (an account with
+        // more mailboxes than its server allows connections) must not hold one of the few
+        // starting places, which every other account's mailboxes need to start or reconnect.
+        let permit = crate::imap::budget::acquire(&self.server, &self.mailbox.login).await?;
         let starting = starting_permit().await;
         let mut conn =
-            Connection::open_mailbox(&self.server, &self.mailbox, &self.password).await?;
+            Connection::open_with_permit(&self.server, &self.mailbox, &self.password, permit)
+                .await?;
         let existing = self.follow_renames(&mut conn).await?;
         self.check_sent_folder(&conn, &existing);
         let created = conn.ensure_listed(&existing, &self.folders()).await?;
@@ -360,7 +365,11 @@ impl Worker {
 
     /// Handles the inbox from the UID after the last one handled.
     async fn catch_up_from_last(&mut self, conn: &mut Connection, info: &FolderInfo) -> Result<()> {
-        let from = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+        let from = self
+            .store
+            .sync_state(&self.mailbox.name)?
+            .last_uid
+            .saturating_add(1);
         self.catch_up(conn, info, from).await
     }
 
@@ -436,7 +445,11 @@ impl Worker {
         let Some(inbox) = inbox else {
             return Ok(false);
         };
-        let next = self.store.sync_state(&self.mailbox.name)?.last_uid + 1;
+        let next = self
+            .store
+            .sync_state(&self.mailbox.name)?
+            .last_uid
+            .saturating_add(1);
         let unchanged = inbox.uid_validity == info.uid_validity;
         let nothing_new = inbox.uid_next.is_some_and(|uid_next| uid_next <= next);
         Ok(unchanged && nothing_new && self.due_retries(info, next)?.is_empty())
