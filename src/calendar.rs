@@ -190,6 +190,15 @@ impl Calendar {
         self.around(t).any(|(open, close)| open <= t && t <= close)
     }
 
+    /// Whether a daily mail at local time `minute` of the day (minutes since midnight) could
+    /// ever go out: true when some weekday has hours that have not all closed before it. A
+    /// time after the last closing of every open day names no instant inside hours.
+    pub fn reaches(&self, minute: u16) -> bool {
+        self.week
+            .iter()
+            .any(|day| day.last().is_some_and(|span| minute <= span.end))
+    }
+
     /// `t` if the calendar is open then, otherwise its next opening.
     pub fn next_open(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>, CalendarError> {
         let mut found = None;

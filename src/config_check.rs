@@ -827,6 +827,39 @@ fn check_escalation_refs(config: &Config, report: &mut Report<'_>) {
                 "set `calendar` on this team (a calendar with `always = true` for every day)",
             );
         }
+        if let (Some(digest), Some(calendar)) = (&team.digest, &team.calendar) {
+            daily_time_reached(
+                config,
+                report,
+                &format!("team[{i}].digest"),
+                digest,
+                calendar,
+            );
+        }
+    }
+    for (i, policy) in config.slas.iter().enumerate() {
+        let Some(reminder) = &policy.reminder else {
+            continue;
+        };
+        // The policy's own calendar, else that of each team whose policy it is.
+        let calendars: Vec<&String> = match &policy.calendar {
+            Some(calendar) => vec![calendar],
+            None => config
+                .teams
+                .iter()
+                .filter(|t| t.sla.as_deref() == Some(policy.name.as_str()))
+                .filter_map(|t| t.calendar.as_ref())
+                .collect(),
+        };
+        for calendar in calendars {
+            daily_time_reached(
+                config,
+                report,
+                &format!("sla[{i}].reminder"),
+                reminder,
+                calendar,
+            );
+        }
     }
     for (i, mailbox) in config.mailboxes.iter().enumerate() {
         if let Some(after) = &mailbox.unassigned_alert_after {
@@ -839,5 +872,38 @@ fn check_escalation_refs(config: &Config, report: &mut Report<'_>) {
                 );
             }
         }
+    }
+}
+
+/// Reports a daily mail time (a digest, a reminder) that falls after the last closing of every
+/// open day of `calendar`: such a mail would never go out, while leads left out of single mails
+/// for their digest would hear of nothing. Unparseable times and calendars are reported
+/// elsewhere.
+fn daily_time_reached(
+    config: &Config,
+    report: &mut Report<'_>,
+    key: &str,
+    time: &str,
+    calendar: &str,
+) {
+    let Ok(time) = crate::sla::TimeOfDay::parse(time) else {
+        return;
+    };
+    let Some(entry) = config.calendar(calendar) else {
+        return;
+    };
+    let Ok(checked) = crate::calendar::Calendar::from_config(entry) else {
+        return;
+    };
+    if !checked.reaches(time.minute()) {
+        report.add(
+            key.to_string(),
+            format!(
+                "calendar `{calendar}` has closed on every day it opens by then, so this mail \
+                 would never go out"
+            ),
+            "choose a time within the calendar's hours; one at closing time itself goes out \
+             just after it",
+        );
     }
 }

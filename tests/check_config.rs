@@ -98,3 +98,36 @@ fn shared_folder_names_zero_poll_intervals_and_long_names_are_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn a_digest_or_reminder_after_every_closing_is_refused() {
+    let (code, out) = check(
+        "[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\n\
+         [[mailbox]]\nname = \"support\"\nserver = \"s\"\nlogin = \"support\"\n\
+         password = \"x\"\nteam = \"support\"\n\n\
+         [[team]]\nname = \"support\"\nagents = [\"alice\"]\nleads = [\"lead@example.test\"]\n\
+         calendar = \"office\"\nsla = \"standard\"\ndigest = \"18:00\"\n\n\
+         [[agent]]\nid = \"alice\"\nname = \"Alice\"\n\n\
+         [[calendar]]\nname = \"office\"\ntimezone = \"UTC\"\nmon = [\"09:00-17:00\"]\n\
+         fri = [\"09:00-15:00\"]\n\n\
+         [[sla]]\nname = \"standard\"\nfirst_response = \"4h\"\nreminder = \"17:30\"\n",
+    );
+    assert_eq!(code, 2, "{out}");
+    for expected in [
+        "line 19: team[0].digest: calendar `office` has closed on every day it opens",
+        "sla[0].reminder: calendar `office` has closed on every day it opens",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    // At closing time itself it goes out just after; that is accepted.
+    let (code, out) = check(
+        "[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\n\n\
+          [[mailbox]]\nname = \"support\"\nserver = \"s\"\nlogin = \"support\"\n\
+          password = \"x\"\nteam = \"support\"\n\n\
+          [[team]]\nname = \"support\"\nagents = [\"alice\"]\nleads = [\"lead@example.test\"]\n\
+          calendar = \"office\"\ndigest = \"17:00\"\n\n\
+          [[agent]]\nid = \"alice\"\nname = \"Alice\"\n\n\
+          [[calendar]]\nname = \"office\"\ntimezone = \"UTC\"\nmon = [\"09:00-17:00\"]\n",
+    );
+    assert!(!out.contains("team[0].digest"), "{code}: {out}");
+}

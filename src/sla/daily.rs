@@ -53,13 +53,28 @@ pub fn local_date(calendar: &Calendar, t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&calendar.timezone()).date_naive()
 }
 
+/// How long after a slot that falls exactly on a closing time its mail may still go out: the
+/// escalation tick (30 s) never lands on the closing instant itself.
+const CLOSING_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+
 /// The local date whose daily slot at `time` may be used at `now`: today's, once its time has
 /// come and while the calendar is open. `None` before the time, outside hours, and on days the
-/// calendar does not open at all.
+/// calendar does not open at all. A slot at a closing time (a digest at 17:00 on an office open
+/// until 17:00) goes out in the few minutes after it.
 pub fn slot_due(calendar: &Calendar, time: TimeOfDay, now: DateTime<Utc>) -> Option<NaiveDate> {
     let today = local_date(calendar, now);
     let slot = time.on(calendar, today)?;
-    (now >= slot && calendar.within_hours(now)).then_some(today)
+    let at_closing = calendar.within_hours(slot) && !calendar.is_open(slot);
+    let open = calendar.within_hours(now) || (at_closing && now - slot <= CLOSING_GRACE);
+    (now >= slot && open).then_some(today)
+}
+
+impl TimeOfDay {
+    /// Minutes since midnight.
+    pub fn minute(self) -> u16 {
+        use chrono::Timelike;
+        (self.0.hour() * 60 + self.0.minute()) as u16
+    }
 }
 
 /// The local date whose reminder about a breached clock may go out at `now`, if any.
@@ -181,6 +196,21 @@ mod tests {
             slot_due(&cal, nine, at("2025-03-10T13:00:00+01:00")),
             Some(day("2025-03-10"))
         );
+    }
+
+    #[test]
+    fn a_slot_at_closing_time_goes_out_just_after_it_and_a_later_one_never() {
+        let cal = calendar("mon = [\"09:00-17:00\"]\n");
+        let five = TimeOfDay::parse("17:00").unwrap();
+        // The tick comes 20 s after closing: still that day's digest.
+        assert_eq!(
+            slot_due(&cal, five, at("2025-03-10T17:00:20+01:00")),
+            Some(day("2025-03-10"))
+        );
+        assert_eq!(slot_due(&cal, five, at("2025-03-10T17:11:00+01:00")), None);
+        let six = TimeOfDay::parse("18:00").unwrap();
+        assert_eq!(slot_due(&cal, six, at("2025-03-10T18:00:20+01:00")), None);
+        assert!(cal.reaches(five.minute()) && !cal.reaches(six.minute()));
     }
 
     #[test]
