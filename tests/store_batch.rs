@@ -82,3 +82,32 @@ fn a_filed_group_is_recorded_like_single_messages_and_unknown_ones_are_skipped()
         "one Filed event per known message: {kinds:?}"
     );
 }
+
+/// An owner change recorded while the realign round works on the previous one is not lost
+/// when that round takes the conversation off the set.
+#[test]
+fn a_newer_owner_change_stays_on_the_realign_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    decide(&store, "m1");
+    let conv = store
+        .message("support", "m1")
+        .unwrap()
+        .unwrap()
+        .conversation;
+    store
+        .set_owner(&conv, Some("bob"), event(EventKind::Reassigned, "m1"))
+        .unwrap();
+    let seen = store.misplaced("support").unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].conversation, conv);
+    // Meanwhile an admin gives it to carol; then the round that saw bob's change ends.
+    store
+        .set_owner(&conv, Some("carol"), event(EventKind::Reassigned, "m1"))
+        .unwrap();
+    store.realigned("support", &seen[0]).unwrap();
+    let left = store.misplaced("support").unwrap();
+    assert_eq!(left.len(), 1, "carol's change was lost");
+    store.realigned("support", &left[0]).unwrap();
+    assert!(store.misplaced("support").unwrap().is_empty());
+}

@@ -35,7 +35,11 @@ impl Watcher<'_> {
             .collect();
         // (from, to, owner) -> records to move.
         let mut moves: BTreeMap<(String, String, String), Vec<MessageRecord>> = BTreeMap::new();
-        for id in &due {
+        // Conversations with a message decided but not yet moved stay on the set: that message
+        // is filed by its own path, maybe into the previous owner's folder, and gathered next.
+        let mut unsettled = std::collections::HashSet::new();
+        for entry in &due {
+            let id = &entry.conversation;
             let Some(conv) = self.store.conversation(id)? else {
                 continue;
             };
@@ -51,6 +55,9 @@ impl Watcher<'_> {
                 continue;
             }
             for record in self.store.conversation_messages(&conv.id)? {
+                if matches!(record.state, MessageState::Pending { .. }) {
+                    unsettled.insert(id.clone());
+                }
                 let MessageState::Filed { folder } = &record.state else {
                     continue;
                 };
@@ -67,8 +74,8 @@ impl Watcher<'_> {
         if !moves.is_empty() {
             conn.select(&self.mailbox.inbox).await?;
         }
-        for id in &due {
-            self.store.realigned(name, id)?;
+        for entry in due.iter().filter(|e| !unsettled.contains(&e.conversation)) {
+            self.store.realigned(name, entry)?;
         }
         self.store.flush()?;
         Ok(moved)

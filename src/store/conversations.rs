@@ -113,7 +113,7 @@ impl Store {
             put_conversation(conversations, &conv)?;
             if conv.owner.is_some() && conv.owner != owner {
                 // Its other messages still sit in the previous owner's folder.
-                realign.insert(pair(&conv.mailbox, &conv.id), &[])?;
+                merge::mark_misplaced(realign, &pair(&conv.mailbox, &conv.id))?;
             }
             let mut event = event.clone();
             event.conversation = Some(conv.id.clone());

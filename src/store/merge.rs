@@ -146,7 +146,7 @@ pub(super) fn fold(
     gone.closed_at = Some(at);
     put_conversation(trees.conversations, &gone)?;
     put_conversation(trees.conversations, &kept)?;
-    trees.realign.insert(pair(&kept.mailbox, &kept.id), &[])?;
+    mark_misplaced(trees.realign, &pair(&kept.mailbox, &kept.id))?;
     trees.members.insert(merged_key(&kept.id, &gone.id), &[])?;
     put_event(trees.events, &event)
 }
@@ -221,22 +221,31 @@ impl Store {
 
     /// Conversations of a mailbox whose messages may sit in another agent's folder than their
     /// owner's: each changed owner since it was last realigned.
-    pub fn misplaced(&self, mailbox: &str) -> Result<Vec<String>> {
+    pub fn misplaced(&self, mailbox: &str) -> Result<Vec<Misplaced>> {
         let start = prefix(mailbox);
         self.realign
             .scan_prefix(&start)
-            .keys()
-            .map(|key| {
-                let key = key.context("scan the realign set")?;
-                Ok(String::from_utf8_lossy(&key[start.len()..]).into_owned())
+            .map(|entry| {
+                let (key, mark) = entry.context("scan the realign set")?;
+                Ok(Misplaced {
+                    conversation: String::from_utf8_lossy(&key[start.len()..]).into_owned(),
+                    mark: mark.to_vec(),
+                })
             })
             .collect()
     }
 
-    /// Takes a conversation off the realign set: its messages are with its owner.
-    pub fn realigned(&self, mailbox: &str, conversation: &str) -> Result<()> {
-        self.realign
-            .remove(pair(mailbox, conversation))
+    /// Takes a conversation off the realign set: its messages are with its owner. An owner
+    /// change recorded since `misplaced` read it leaves it on the set for the next round.
+    pub fn realigned(&self, mailbox: &str, entry: &Misplaced) -> Result<()> {
+        // A mark that differs is a newer owner change, and stays on the set.
+        let _newer = self
+            .realign
+            .compare_and_swap(
+                pair(mailbox, &entry.conversation),
+                Some(entry.mark.as_slice()),
+                None::<&[u8]>,
+            )
             .context("update the realign set")?;
         Ok(())
     }
@@ -269,4 +278,20 @@ impl Store {
             .context("write the member index")?;
         Ok(())
     }
+}
+
+/// A conversation on the realign set, with the mark of the owner change that put it there.
+#[derive(Debug, Clone)]
+pub struct Misplaced {
+    /// The conversation's id.
+    pub conversation: String,
+    mark: Vec<u8>,
+}
+
+/// Puts a conversation on the realign set with a fresh mark, so that taking it off
+/// ([`Store::realigned`]) cannot undo an owner change recorded meanwhile.
+pub(super) fn mark_misplaced(realign: &TransactionalTree, key: &[u8]) -> TxResult<()> {
+    let mark = realign.generate_id()?.to_be_bytes();
+    realign.insert(key, &mark)?;
+    Ok(())
 }

@@ -20,6 +20,7 @@ mod summary;
 mod threads;
 mod upgrade;
 
+pub use merge::Misplaced;
 pub use outbox::{OutboxMail, OutboxState};
 pub use summary::{AgentCounts, HourSummary};
 
@@ -554,7 +555,7 @@ impl Store {
                     message.mailbox.as_bytes(),
                 )?;
                 if owner_changed {
-                    realign.insert(pair(&message.mailbox, &conv_id), &[])?;
+                    merge::mark_misplaced(realign, &pair(&message.mailbox, &conv_id))?;
                 }
                 for id in &commit.thread_ids {
                     threads.insert(pair(&message.mailbox, id), conv_id.as_bytes())?;
