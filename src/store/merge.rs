@@ -98,11 +98,13 @@ pub(super) fn fold(
         kept.add_wait(*wait);
     }
     let answered = kept.last_response_at;
-    kept.waiting_since = [kept.waiting_since, gone.waiting_since]
-        .into_iter()
-        .flatten()
-        .filter(|since| answered.is_none_or(|at| *since > at))
-        .min();
+    let unanswered = |since: &DateTime<Utc>| answered.is_none_or(|at| *since > at);
+    // The survivor's running wait stays the one that runs: its escalations are keyed by when it
+    // began, and an earlier start taken from the absorbed half would mail the same wait again.
+    kept.waiting_since = kept
+        .waiting_since
+        .filter(unanswered)
+        .or(gone.waiting_since.filter(unanswered));
     // The policy stays the survivor's: its first message's rules chose it (`None` is the
     // mailbox's default, a choice as well), and its subject is the one mails quote.
     for (have, new) in [(&mut kept.tags, &gone.tags), (&mut kept.rules, &gone.rules)] {
