@@ -264,9 +264,17 @@ async fn twenty_mailboxes_survive_chaos_with_nothing_lost_or_repeated() {
 async fn settle(world: &mut World, mail: &[Mail], deeds: &Deeds, kills: usize) {
     world.smtp.accept();
     world.proxy.stall(false);
+    // A fresh daemon: one still running may have a mailbox in a long back-off after the last
+    // cuts, and would be stopped before it ever saw the last drags.
+    world.stop_daemon().await;
     world.start_daemon();
     let limit = Duration::from_secs(180);
     let poll = Duration::from_secs(1);
+    wait_for("every mailbox watching", limit, poll, async || {
+        Ok(world.watching() == MAILBOXES)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", world.output()));
     wait_for("every message filed", limit, poll, async || {
         Ok(verify::settled(&verify::placement(world).await?, mail))
     })
@@ -288,8 +296,9 @@ async fn settle(world: &mut World, mail: &[Mail], deeds: &Deeds, kills: usize) {
         },
     )
     .await;
-    // Anything still in flight would show up as a repeat now.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Anything still in flight would show up as a repeat now, and every mailbox has had a full
+    // reconciliation (every 3 s) since it started watching.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let found = verify::placement(world).await.expect("placement");
     world.stop_daemon().await;
 

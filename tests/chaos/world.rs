@@ -162,6 +162,21 @@ impl World {
         assert!(status.success(), "{status}\n{}", tail(&daemon.output()));
     }
 
+    /// How many mailboxes the running daemon has reported watching, counting each once.
+    pub fn watching(&self) -> usize {
+        let Some(daemon) = &self.daemon else {
+            return 0;
+        };
+        let text = daemon.stderr();
+        (0..self.users.len())
+            .filter(|i| {
+                let name = format!("mailbox={}", Self::mailbox_name(*i));
+                text.lines()
+                    .any(|l| l.contains("watching for new mail") && l.contains(&name))
+            })
+            .count()
+    }
+
     /// The end of every daemon's output so far.
     pub fn output(&self) -> String {
         let live = self
