@@ -111,3 +111,77 @@ fn a_newer_owner_change_stays_on_the_realign_set() {
     store.realigned("support", &left[0]).unwrap();
     assert!(store.misplaced("support").unwrap().is_empty());
 }
+
+/// The commit of `identity` arriving at `at`: a new conversation, or a follow-up in
+/// `conversation`.
+fn arrival(identity: &str, conversation: Option<&str>, at: &str) -> Commit {
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut e = event(EventKind::Assigned, identity);
+    e.at = at;
+    let message = MessageRecord {
+        identity: identity.into(),
+        mailbox: "support".into(),
+        message_id: Some(format!("<{identity}@test>")),
+        conversation: conversation.unwrap_or_default().into(),
+        owner: Some("alice".into()),
+        state: MessageState::Pending {
+            folder: Some("Assigned/Alice".into()),
+        },
+        arrived: Some(at),
+        decided_at: at,
+        subject: "s".into(),
+        from: None,
+    };
+    Commit {
+        message,
+        new_conversation: conversation.is_none(),
+        thread_ids: vec![],
+        referenced: vec![],
+        rotation: None,
+        sla: None,
+        work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
+        event: e,
+    }
+}
+
+/// A merge keeps the survivor's running wait: its escalations are keyed by when that wait
+/// began, and taking the absorbed conversation's earlier start would mail the wait again.
+#[test]
+fn a_merge_keeps_the_survivors_running_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let kept = store
+        .commit(&arrival("k1", None, "2025-03-03T09:00:00Z"))
+        .unwrap();
+    store
+        .record_response(
+            &kept,
+            t("2025-03-03T09:30:00Z"),
+            event(EventKind::Responded, "k1"),
+        )
+        .unwrap();
+    // The absorbed half begins after that response, before the survivor's follow-up.
+    let gone = store
+        .commit(&arrival("g1", None, "2025-03-03T10:00:00Z"))
+        .unwrap();
+    store
+        .commit(&arrival("k2", Some(&kept), "2025-03-03T11:00:00Z"))
+        .unwrap();
+    let before = store.conversation(&kept).unwrap().unwrap();
+    assert_eq!(before.waiting_since, Some(t("2025-03-03T11:00:00Z")));
+    // A message that joins the survivor and links the absorbed one to it.
+    let joining = arrival("k3", Some(&kept), "2025-03-03T11:30:00Z");
+    store.commit_merging(&joining, Some(&gone)).unwrap();
+    let merged = store.conversation(&gone).unwrap().unwrap();
+    assert_eq!(merged.id, kept, "the absorbed one resolves to the survivor");
+    assert_eq!(merged.waiting_since, Some(t("2025-03-03T11:00:00Z")));
+}
