@@ -401,3 +401,59 @@ async fn a_login_refused_after_an_earlier_success_is_read_as_the_connection_limi
     );
     first.logout().await;
 }
+
+/// An account with more mailboxes than its server allows connections makes its extra mailboxes
+/// wait for a place in its budget; that wait must not hold the daemon's few starting places
+/// (16), which every other account's mailboxes need to start or reconnect.
+#[tokio::test]
+async fn an_oversubscribed_account_does_not_keep_other_accounts_from_starting() {
+    let (_dovecot, proxy) = awkward_dovecot();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password.secret");
+    std::fs::write(&secret, AWKWARD_PASSWORD).unwrap();
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{}\"\n\n[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\n\
+         port = {}\nsecurity = \"plain\"\nmax_connections_per_login = 1\n",
+        dir.path().join("state").display(),
+        proxy.port()
+    );
+    // One service account for 20 shared mailboxes, with room for one connection; then the
+    // mailbox of another account, started last.
+    let mut logins: Vec<String> = (0..20)
+        .map(|i| format!(r"svc@example.test\shared{i}"))
+        .collect();
+    logins.push("other@example.test".into());
+    for (i, login) in logins.iter().enumerate() {
+        text += &format!(
+            "\n[[mailbox]]\nname = \"m{i:02}\"\nserver = \"s\"\nlogin = '{login}'\n\
+             password_file = \"{}\"\nteam = \"t\"\n",
+            secret.display()
+        );
+    }
+    text += "\n[[team]]\nname = \"t\"\nagents = [\"a\"]\n\n[[agent]]\nid = \"a\"\nname = \"A\"\n";
+    let config = dir.path().join("postroom.toml");
+    std::fs::write(&config, text).unwrap();
+    let args = ["--config".as_ref(), config.as_os_str(), "run".as_ref()];
+    let mut daemon = postroom_testkit::Daemon::spawn(
+        env!("CARGO_BIN_EXE_postroom"),
+        args,
+        [("RUST_LOG", "postroom=info")],
+    )
+    .unwrap();
+    let watching = |who: &str| {
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("watching for new mail") && l.contains(&format!("mailbox={who}")))
+    };
+    postroom_testkit::wait_for(
+        "the other account's mailbox watching",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || Ok(watching("m20") && (0..20).any(|i| watching(&format!("m{i:02}")))),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.output()));
+    daemon.sigterm().unwrap();
+    let _ = daemon.wait_exit(Duration::from_secs(20)).await;
+}
