@@ -398,7 +398,10 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => { info!("SIGTERM received"); Signal::Stop }
             _ = self.int.recv() => { info!("SIGINT received"); Signal::Stop }
-            _ = self.hup.recv() => { info!("SIGHUP received: reloading the configuration"); Signal::Reload }
+            _ = self.hup.recv() => {
+                info!("SIGHUP received: reloading the configuration");
+                Signal::Reload
+            }
         }
     }
 }

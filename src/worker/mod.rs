@@ -283,10 +283,15 @@ impl Worker {
         }
         let info = conn.select(&self.mailbox.inbox).await?;
         drop(starting);
+        let marked = if info.keywords {
+            "folder and keyword"
+        } else {
+            "folder only"
+        };
         info!(
             mailbox = %self.mailbox.name,
             moves = conn.caps.moves, idle = conn.caps.idle, keywords = info.keywords,
-            "connected; ownership marked by {}", if info.keywords { "folder and keyword" } else { "folder only" }
+            "connected; ownership marked by {marked}"
         );
         self.check_uid_validity(&info)?;
         self.start_empty_folders(&mut conn).await?;
