@@ -16,34 +16,47 @@ fn event(kind: EventKind, identity: &str) -> Event {
 }
 
 fn decide(store: &Store, identity: &str) {
+    store
+        .commit(&commit_of(identity, None, Utc::now(), None))
+        .expect("commit");
+}
+
+/// The commit of `identity`, decided at `at`: a new conversation, or a follow-up in
+/// `conversation`.
+fn commit_of(
+    identity: &str,
+    conversation: Option<&str>,
+    at: chrono::DateTime<Utc>,
+    arrived: Option<chrono::DateTime<Utc>>,
+) -> Commit {
+    let mut e = event(EventKind::Assigned, identity);
+    e.at = at;
     let message = MessageRecord {
         identity: identity.into(),
         mailbox: "support".into(),
         message_id: Some(format!("<{identity}@test>")),
-        conversation: String::new(),
+        conversation: conversation.unwrap_or_default().into(),
         owner: Some("alice".into()),
         state: MessageState::Pending {
             folder: Some("Assigned/Alice".into()),
         },
-        arrived: None,
-        decided_at: Utc::now(),
+        arrived,
+        decided_at: at,
         subject: "s".into(),
         from: None,
     };
-    store
-        .commit(&Commit {
-            message,
-            new_conversation: true,
-            thread_ids: vec![],
-            referenced: vec![],
-            rotation: None,
-            sla: None,
-            work: true,
-            tags: Vec::new(),
-            rules: Vec::new(),
-            event: event(EventKind::Assigned, identity),
-        })
-        .expect("commit");
+    Commit {
+        message,
+        new_conversation: conversation.is_none(),
+        thread_ids: vec![],
+        referenced: vec![],
+        rotation: None,
+        sla: None,
+        work: true,
+        tags: Vec::new(),
+        rules: Vec::new(),
+        event: e,
+    }
 }
 
 #[test]
@@ -118,34 +131,7 @@ fn arrival(identity: &str, conversation: Option<&str>, at: &str) -> Commit {
     let at = chrono::DateTime::parse_from_rfc3339(at)
         .unwrap()
         .with_timezone(&Utc);
-    let mut e = event(EventKind::Assigned, identity);
-    e.at = at;
-    let message = MessageRecord {
-        identity: identity.into(),
-        mailbox: "support".into(),
-        message_id: Some(format!("<{identity}@test>")),
-        conversation: conversation.unwrap_or_default().into(),
-        owner: Some("alice".into()),
-        state: MessageState::Pending {
-            folder: Some("Assigned/Alice".into()),
-        },
-        arrived: Some(at),
-        decided_at: at,
-        subject: "s".into(),
-        from: None,
-    };
-    Commit {
-        message,
-        new_conversation: conversation.is_none(),
-        thread_ids: vec![],
-        referenced: vec![],
-        rotation: None,
-        sla: None,
-        work: true,
-        tags: Vec::new(),
-        rules: Vec::new(),
-        event: e,
-    }
+    commit_of(identity, conversation, at, Some(at))
 }
 
 /// A merge keeps the survivor's running wait: its escalations are keyed by when that wait
