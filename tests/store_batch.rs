@@ -1,4 +1,6 @@
-//! `Store::mark_filed_many` records a group as `mark_filed` records each of its messages.
+//! Store-level behaviour without a server: `Store::mark_filed_many` records a group as
+//! `mark_filed` records each of its messages, the realign set keeps a newer owner change, and a
+//! merge keeps the survivor's running wait.
 
 use chrono::Utc;
 use postroom::store::{Commit, Event, EventKind, MessageRecord, MessageState, Store};
